@@ -1,0 +1,293 @@
+"""The `aggregator` command: thin wrappers that read arguments, open the store and call one
+function."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from aggregator import store
+from aggregator.db import make_engine, session_scope, upgrade_database
+from aggregator.models import Source, Story
+from aggregator.settings import Settings, get_settings
+from aggregator.sources import SourceEntry, SourceListError, parse_source_list, render_opml
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(settings: Settings) -> Engine:
+    """The configured store, migrated to the current schema."""
+    engine = make_engine(settings.effective_database_url)
+    upgrade_database(engine)
+    return engine
+
+
+@click.group()
+def main() -> None:
+    """Multi-source news aggregation: feeds in, stories out."""
+
+
+# ---------------------------------------------------------------- db
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations."""
+    settings = get_settings()
+    _engine(settings)
+    click.echo(f"database at head: {settings.effective_database_url}")
+
+
+# ---------------------------------------------------------------- sources
+
+
+@main.group()
+def sources() -> None:
+    """Manage the feeds that are polled."""
+
+
+@sources.command("add")
+@click.argument("url")
+@click.option("--title", default="", help="A name for the source.")
+def sources_add(url: str, title: str) -> None:
+    """Add a feed by its URL."""
+    try:
+        (entry,) = parse_source_list(
+            f"[[source]]\nurl = {json.dumps(url)}\ntitle = {json.dumps(title)}\n".encode(),
+            filename="cli.toml",
+        )
+    except SourceListError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _add_sources([entry])
+
+
+@sources.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def sources_import(file: Path) -> None:
+    """Add every feed listed in a TOML ([[source]] url=…) or OPML file."""
+    try:
+        entries = parse_source_list(file.read_bytes(), filename=file.name)
+    except SourceListError as exc:
+        raise click.ClickException(f"{file}: {exc}") from exc
+    _add_sources(entries)
+
+
+def _add_sources(entries: Sequence[SourceEntry]) -> None:
+    with session_scope(_engine(get_settings())) as session:
+        for entry in entries:
+            source, created = store.add_source(
+                session=session, url=entry.url, title=entry.title, now=_now()
+            )
+            click.echo(f"{'added' if created else 'exists'}  #{source.id}  {source.url}")
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source and line.")
+def sources_list(as_json: bool) -> None:
+    """Sources with their health and next poll time."""
+    with session_scope(_engine(get_settings())) as session:
+        rows = store.list_sources(session=session)
+    for source in rows:
+        if as_json:
+            click.echo(json.dumps(_source_json(source)))
+        else:
+            error = f"  error: {source.last_error}" if source.last_error else ""
+            click.echo(
+                f"#{source.id:<4} {source.health:<11} errors={source.consecutive_errors} "
+                f"next={source.next_poll_at:%Y-%m-%d %H:%M}Z  {source.title or '-'}  "
+                f"{source.url}{error}"
+            )
+
+
+def _source_json(source: Source) -> dict[str, object]:
+    return {
+        "id": source.id,
+        "url": source.url,
+        "title": source.title,
+        "health": source.health,
+        "last_error": source.last_error,
+        "last_error_at": source.last_error_at.isoformat() if source.last_error_at else None,
+        "consecutive_errors": source.consecutive_errors,
+        "last_polled_at": source.last_polled_at.isoformat() if source.last_polled_at else None,
+        "next_poll_at": source.next_poll_at.isoformat(),
+    }
+
+
+@sources.command("export")
+@click.option("--opml", "as_opml", is_flag=True, required=True, help="Write OPML 2.0.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def sources_export(as_opml: bool, output: Path | None) -> None:
+    """Write the source list as OPML (to stdout, or a file)."""
+    with session_scope(_engine(get_settings())) as session:
+        entries = [SourceEntry(s.url, s.title) for s in store.list_sources(session=session)]
+    document = render_opml(entries)
+    if output:
+        output.write_bytes(document)
+    else:
+        sys.stdout.buffer.write(document)
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+@main.command()
+def crawl() -> None:
+    """Poll every due source once, fetch, extract and cluster in this process, then exit."""
+    from workers.celery_app import build_runtime, use_runtime
+    from workers.inprocess import crawl_due_sources
+
+    settings = get_settings()
+    _engine(settings)
+    use_runtime(build_runtime(settings))
+    report = crawl_due_sources(progress=_print_progress)
+    click.echo(f"polled {report.sources_polled} sources, {report.new_articles} new articles")
+
+
+def _print_progress(source: Source, new_articles: int) -> None:
+    status = source.last_error if source.health not in ("ok", "new") else source.health
+    click.echo(f"  {source.title or source.url}: {new_articles} new ({status})", err=True)
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per story and line.")
+def stories(limit: int, as_json: bool) -> None:
+    """The latest stories."""
+    with session_scope(_engine(get_settings())) as session:
+        for story in store.latest_stories(session=session, limit=limit):
+            summary = _story_summary(story, session=session)
+            click.echo(json.dumps(summary) if as_json else _story_text(summary))
+
+
+def _story_summary(story: Story, *, session: Session) -> dict[str, object]:
+    rows = store.story_articles(session=session, story_id=story.id or 0)
+    outlets = sorted({source.title or source.url for _, source in rows})
+    return {
+        "id": story.id,
+        "headline": story.headline,
+        "article_count": story.article_count,
+        "source_count": story.source_count,
+        "outlets": outlets,
+        "first_seen": story.first_seen.isoformat(),
+        "last_seen": story.last_seen.isoformat(),
+    }
+
+
+def _story_text(summary: dict[str, object]) -> str:
+    outlets = ", ".join(str(o) for o in summary["outlets"])  # type: ignore[attr-defined]
+    count = summary["article_count"]
+    return f"#{summary['id']} {summary['headline']}\n    {count} articles from {outlets}"
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--beat/--no-beat", default=True, show_default=True, help="Embed the scheduler.")
+@click.pass_context
+def worker(ctx: click.Context, beat: bool) -> None:
+    """Start a Celery worker on all queues (extra arguments go to celery)."""
+    from workers.celery_app import QUEUES, app
+
+    _engine(get_settings())
+    argv = ["worker", "-Q", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args]
+    app.worker_main([*argv, "--beat"] if beat else argv)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def beat(ctx: click.Context) -> None:
+    """Start the Celery beat scheduler (run exactly one)."""
+    from workers.celery_app import app
+
+    _engine(get_settings())
+    app.start(["beat", "--loglevel", "INFO", *ctx.args])
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default from settings).")
+@click.option("--port", default=None, type=int, help="Port (default from settings).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from aggregator.api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings), host=host or settings.api_host, port=port or settings.api_port
+    )
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option("--reset", is_flag=True, help="Empty a store that holds other data first.")
+def demo(reset: bool) -> None:
+    """Serve the offline corpus on loopback, crawl it, and print its stories and their score."""
+    from aggregator import demo as demo_corpus
+    from aggregator.metrics import bcubed_scores, pairwise_scores
+    from workers.celery_app import build_runtime, use_runtime
+    from workers.inprocess import crawl_due_sources
+
+    corpus = demo_corpus.Corpus.load()
+    base = get_settings()
+    loopback = ipaddress.ip_network(demo_corpus.LOOPBACK_NETWORK)
+    settings = base.model_copy(update={"fetch_allow_networks": [loopback]})
+    engine = _engine(settings)
+    with session_scope(engine) as session:
+        _prepare_demo_store(session, corpus, reset=reset)
+    with demo_corpus.serve_corpus(corpus, now=_now()) as served:
+        with session_scope(engine) as session:
+            for slug, url in served.feed_urls.items():
+                store.add_source(session=session, url=url, title=served.names[slug], now=_now())
+        click.echo(
+            f"Serving {len(served.feed_urls)} demo outlets on 127.0.0.x; crawling…", err=True
+        )
+        use_runtime(build_runtime(settings))
+        report = crawl_due_sources(progress=_print_progress)
+        gold = served.served_gold(corpus)
+    with session_scope(engine) as session:
+        predicted = store.story_of_urls(session=session, urls=list(gold))
+        stories_shown = store.latest_stories(session=session, limit=100)
+        summaries = [_story_summary(s, session=session) for s in stories_shown]
+    summaries.sort(key=lambda s: (-int(str(s["source_count"])), -int(str(s["article_count"]))))
+    click.echo(f"\n{len(summaries)} stories from {report.new_articles} articles:\n")
+    for summary in summaries:
+        click.echo(_story_text(summary))
+    pairwise, bcubed = pairwise_scores(gold, predicted), bcubed_scores(gold, predicted)
+    click.echo(
+        f"\nAgainst seeds/demo/gold.json: pairwise precision {pairwise.precision:.3f}, "
+        f"recall {pairwise.recall:.3f}, F1 {pairwise.f1:.3f}; B-cubed F1 {bcubed.f1:.3f}"
+    )
+    click.echo(
+        f"Store: {settings.effective_database_url}  (see `aggregator stories`, `aggregator serve`)"
+    )
+
+
+def _prepare_demo_store(session: Session, corpus: object, *, reset: bool) -> None:
+    from aggregator.demo import Corpus
+
+    assert isinstance(corpus, Corpus)
+    names = {outlet.name for outlet in corpus.outlets}
+    existing = store.list_sources(session=session)
+    only_demo = all(source.title in names for source in existing)
+    if existing and not (reset or only_demo):
+        raise click.ClickException(
+            "the store already holds other data; run `aggregator demo --reset` to empty it first, "
+            "or point AGGREGATOR_DATABASE_URL at another database"
+        )
+    store.delete_everything(session=session)

@@ -1,0 +1,25 @@
+"""Alembic environment: runs migrations on the engine handed over by aggregator.db."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+
+def run_migrations_online() -> None:
+    engine: Engine = context.config.attributes["engine"]
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=SQLModel.metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations_online()

@@ -1,0 +1,157 @@
+"""Database tables (SQLModel). Times are stored in UTC and always read back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC that comes back timezone-aware on every backend (SQLite too)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class SourceHealth(StrEnum):
+    NEW = "new"
+    OK = "ok"
+    DEGRADED = "degraded"
+    BACKING_OFF = "backing_off"
+    BLOCKED = "blocked"
+    GONE = "gone"
+    DEAD = "dead"
+
+
+class ExtractionStatus(StrEnum):
+    PENDING = "pending"
+    EXTRACTED = "extracted"  # text from the article page
+    SUMMARY = "summary"  # extraction failed or the page was unusable: the feed's summary is kept
+    FAILED = "failed"  # neither page text nor a summary
+    DUPLICATE = "duplicate"  # exact copy of an article already stored
+
+
+class Source(SQLModel, table=True):
+    __tablename__ = "sources"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    site_url: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    health: str = Field(default=SourceHealth.NEW.value, max_length=16)
+    etag: str | None = Field(default=None, sa_column=Column(Text))
+    last_modified: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = utc_column(nullable=False)
+    next_poll_at: datetime = utc_column(nullable=False, index=True)
+    last_polled_at: datetime | None = utc_column()
+    last_success_at: datetime | None = utc_column()
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = utc_column()
+    consecutive_errors: int = Field(default=0)
+
+
+class Story(SQLModel, table=True):
+    __tablename__ = "stories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    headline: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    language: str | None = Field(default=None, max_length=8)
+    first_seen: datetime = utc_column(nullable=False)
+    last_seen: datetime = utc_column(nullable=False, index=True)
+    article_count: int = Field(default=0)
+    source_count: int = Field(default=0)
+    # Sparse TF-IDF centroid of the story's articles: {term: weight}, top terms only.
+    centroid: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    merged_into_id: int | None = Field(default=None, foreign_key="stories.id")
+
+
+class Article(SQLModel, table=True):
+    __tablename__ = "articles"
+    __table_args__ = (
+        UniqueConstraint("source_id", "guid", name="uq_articles_source_guid"),
+        Index("ix_articles_story_published", "story_id", "published_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="sources.id", index=True)
+    guid: str = Field(sa_column=Column(Text, nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    canonical_url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    title: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    author: str | None = Field(default=None, sa_column=Column(Text))
+    language: str | None = Field(default=None, max_length=8)
+    image_url: str | None = Field(default=None, sa_column=Column(Text))
+    extraction_status: str = Field(default=ExtractionStatus.PENDING.value, max_length=16)
+    fetch_error: str | None = Field(default=None, sa_column=Column(Text))
+    content_hash: str | None = Field(default=None, max_length=64, index=True)
+    published_at: datetime | None = utc_column(index=True)
+    discovered_at: datetime = utc_column(nullable=False)
+    fetched_at: datetime | None = utc_column()
+    story_id: int | None = Field(default=None, foreign_key="stories.id")
+    story_score: float | None = Field(default=None)
+    duplicate_of_id: int | None = Field(default=None, foreign_key="articles.id")
+
+
+class ClusterTerm(SQLModel, table=True):
+    """Document frequency of one term over all clustered articles (the IDF of the clusterer)."""
+
+    __tablename__ = "cluster_terms"
+
+    term: str = Field(primary_key=True, max_length=64)
+    document_count: int = Field(default=0)
+
+
+class Subscriber(SQLModel, table=True):
+    __tablename__ = "subscribers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    timezone: str = Field(default="UTC", max_length=64)
+    send_hour: int = Field(default=7, ge=0, le=23)
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    max_stories: int = Field(default=10)
+    active: bool = Field(default=True)
+    created_at: datetime = utc_column(nullable=False)
+
+
+class DigestDelivery(SQLModel, table=True):
+    """One digest for one reader and local day; the unique key makes sending once claimable."""
+
+    __tablename__ = "digest_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "local_day", name="uq_digest_subscriber_day"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
+    local_day: date
+    status: str = Field(default="claimed", max_length=16)
+    message_id: str = Field(sa_column=Column(Text, nullable=False))
+    story_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = utc_column(nullable=False)
+    sent_at: datetime | None = utc_column()

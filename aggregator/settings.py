@@ -1,0 +1,105 @@
+"""The service's settings: one typed object, the only reader of environment variables.
+
+Values come, highest priority first, from init arguments, `AGGREGATOR_*` environment variables,
+a `.env` file in the working folder, the TOML file named by `AGGREGATOR_CONFIG_FILE` (default
+`config/aggregator.toml`, optional), and the defaults below. The defaults need no server: a SQLite
+file and Celery's filesystem transport in the data folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "AGGREGATOR_"
+DEFAULT_CONFIG_FILE = Path("config/aggregator.toml")
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Each field is documented in config/.env.example."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="Folder for the SQLite file and queues.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir.")
+    broker_url: str = Field("", description="Celery broker; empty = filesystem queue in data_dir.")
+    sources_file: Path = Field(Path("config/sources.toml"), description="Default source list.")
+
+    fetch_allow_networks: Annotated[list[IpNetwork], NoDecode] = Field(
+        default_factory=list, description="CIDRs the fetcher may reach despite being private."
+    )
+    fetch_connect_timeout: float = Field(10.0, gt=0)
+    fetch_timeout: float = Field(30.0, gt=0)
+    fetch_max_feed_bytes: int = Field(15 * 1024 * 1024, gt=0)
+    fetch_max_page_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    fetch_max_redirects: int = Field(5, ge=0)
+    user_agent: str = Field("news-aggregator/0.1")
+    contact_url: str = Field("https://github.com/news-aggregator/news-aggregator")
+
+    poll_interval_min_seconds: int = Field(15 * 60, gt=0)
+    poll_interval_max_seconds: int = Field(24 * 3600, gt=0)
+    poll_batch_size: int = Field(100, gt=0)
+    max_entries_per_poll: int = Field(100, gt=0)
+
+    cluster_threshold: float = Field(0.25, gt=0, lt=1)
+    cluster_window_days: float = Field(7.0, gt=0)
+
+    api_host: str = Field("127.0.0.1")
+    api_port: int = Field(8000, gt=0, lt=65536)
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", DEFAULT_CONFIG_FILE))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+        return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'aggregator.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.data_dir / "queue"
+
+    @property
+    def user_agent_header(self) -> str:
+        return f"{self.user_agent} (+{self.contact_url})"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

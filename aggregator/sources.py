@@ -1,0 +1,84 @@
+"""Source lists: read TOML or OPML, write OPML. Pure: bytes in, values out."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import lxml.etree as etree
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    url: str
+    title: str = ""
+
+
+class SourceListError(ValueError):
+    """The file is neither a valid TOML source list nor a valid OPML document."""
+
+
+def parse_source_list(data: bytes, *, filename: str) -> list[SourceEntry]:
+    """Feeds listed in a TOML file (`[[source]]` tables with `url`, `title`) or an OPML file."""
+    if filename.lower().endswith(".toml"):
+        return _parse_toml(data)
+    return _parse_opml(data)
+
+
+def _parse_toml(data: bytes) -> list[SourceEntry]:
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SourceListError(f"invalid TOML: {exc}") from exc
+    tables = document.get("source", [])
+    if not isinstance(tables, list):
+        raise SourceListError("expected [[source]] tables")
+    entries = [_entry(str(t.get("url", "")), str(t.get("title", ""))) for t in tables]
+    return _unique(entries)
+
+
+def _parse_opml(data: bytes) -> list[SourceEntry]:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise SourceListError(f"invalid OPML: {exc}") from exc
+    if root.tag != "opml":
+        raise SourceListError(f"invalid OPML: root element is <{root.tag}>")
+    outlines = root.iter("outline")
+    entries = [_entry(o.get("xmlUrl", ""), _outline_title(o)) for o in outlines if o.get("xmlUrl")]
+    return _unique(entries)
+
+
+def _outline_title(outline: etree._Element) -> str:
+    title = outline.get("title") or outline.get("text") or ""
+    return "" if title == outline.get("xmlUrl") else title
+
+
+def _entry(url: str, title: str) -> SourceEntry:
+    url = url.strip()
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise SourceListError(f"not an http(s) feed URL: {url!r}")
+    return SourceEntry(url, title.strip())
+
+
+def _unique(entries: list[SourceEntry]) -> list[SourceEntry]:
+    seen: dict[str, SourceEntry] = {}
+    for entry in entries:
+        seen.setdefault(entry.url, entry)
+    return list(seen.values())
+
+
+def render_opml(entries: list[SourceEntry], *, title: str = "news-aggregator sources") -> bytes:
+    """An OPML 2.0 subscription list."""
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = title
+    body = etree.SubElement(root, "body")
+    for entry in entries:
+        outline = etree.SubElement(body, "outline", type="rss", text=entry.title or entry.url)
+        outline.set("xmlUrl", entry.url)
+        if entry.title:
+            outline.set("title", entry.title)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

@@ -1,0 +1,113 @@
+"""The pipeline stages against a real HTTP server on loopback and a real store (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from aggregator import pipeline, store
+from aggregator.db import session_scope
+from aggregator.fetch import Fetcher
+from aggregator.models import Article, ExtractionStatus, Source, Story
+from aggregator.settings import Settings
+from tests.conftest import FixtureSite
+from tests.pages import article_page, rss_feed
+
+NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
+STRIKE = [
+    "A Russian missile struck the city of Kryvyi Rih overnight, wounding six people including a "
+    "three-year-old girl, regional officials said on Thursday morning.",
+    "More than forty residential buildings, a school and gas pipelines were damaged in the attack "
+    "on the industrial city, according to the head of the regional military administration.",
+    "Rescue crews worked through the night to clear debris from the damaged apartment blocks.",
+]
+STRIKE_B = [
+    "Six people were wounded when a Russian missile hit residential districts of Kryvyi Rih in "
+    "central Ukraine, among them a girl aged three, the regional governor reported.",
+    "Officials said a school, gas pipes and over forty apartment buildings in Kryvyi Rih were "
+    "damaged, and that rescue crews had cleared debris through the night.",
+]
+COMET = [
+    "Astronomers at a mountain observatory have identified a faint comet on an unusual orbit that "
+    "will bring it close to the inner solar system late next year.",
+    "The object was spotted in survey images taken over three nights and confirmed by two other "
+    "telescopes, the team said in a circular to the astronomical community.",
+]
+
+
+def _publish(site: FixtureSite) -> str:
+    pages = {
+        "/a/strike": ("Missile strike wounds six in Kryvyi Rih", STRIKE),
+        "/b/strike": ("Kryvyi Rih hit by Russian missile, girl among wounded", STRIKE_B),
+        "/c/comet": ("Astronomers spot comet on unusual orbit", COMET),
+    }
+    for path, (title, paragraphs) in pages.items():
+        site.serve(path, article_page(title, paragraphs), headers={"Content-Type": "text/html"})
+    items = [
+        (path, site.url(path) + "?utm_source=rss", title) for path, (title, _) in pages.items()
+    ]
+    items.append(("/gone", site.url("/gone"), "A page that is not there"))
+    return site.serve("/feed.xml", rss_feed("Fixture", items), headers={"ETag": '"v1"'})
+
+
+def _run_once(engine: Engine, settings: Settings, feed_url: str) -> list[int]:
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        source, _ = store.add_source(session=session, url=feed_url, now=NOW)
+        source.next_poll_at = NOW
+        source_id = source.id or 0
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    for article_id in outcome.new_article_ids:
+        with session_scope(engine) as session:
+            go_on = pipeline.fetch_article(
+                article_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+            )
+        if go_on:
+            with session_scope(engine) as session:
+                pipeline.cluster_article(article_id, session=session, settings=settings)
+    fetcher.close()
+    return outcome.new_article_ids
+
+
+def test_feed_to_stories(engine: Engine, settings: Settings, site: FixtureSite) -> None:
+    feed_url = _publish(site)
+    new_ids = _run_once(engine, settings, feed_url)
+    assert len(new_ids) == 4
+    with session_scope(engine) as session:
+        articles = {a.guid: a for a in session.exec(select(Article)).all()}
+        strike_a, strike_b, comet = (
+            articles["/a/strike"],
+            articles["/b/strike"],
+            articles["/c/comet"],
+        )
+        gone = articles["/gone"]
+        assert strike_a.extraction_status == ExtractionStatus.EXTRACTED
+        assert "forty residential buildings" in strike_a.text
+        assert "Related" not in strike_a.text and "Copyright" not in strike_a.text
+        assert strike_a.canonical_url == site.url("/a/strike")
+        assert strike_a.story_id is not None and strike_a.story_id == strike_b.story_id
+        assert comet.story_id not in (None, strike_a.story_id)
+        # The 404 page falls back to the feed's summary and says so.
+        assert gone.extraction_status == ExtractionStatus.SUMMARY
+        assert gone.text == "A page that is not there (summary)"
+        assert gone.fetch_error == "HTTP 404"
+        story = session.get(Story, strike_a.story_id)
+        assert story is not None and story.article_count == 2 and story.source_count == 1
+        source = session.exec(select(Source)).one()
+        assert source.health == "ok" and source.etag == '"v1"' and source.title == "Fixture"
+
+
+def test_second_run_adds_nothing(engine: Engine, settings: Settings, site: FixtureSite) -> None:
+    feed_url = _publish(site)
+    _run_once(engine, settings, feed_url)
+    with session_scope(engine) as session:
+        before = (len(session.exec(select(Article)).all()), len(session.exec(select(Story)).all()))
+    assert _run_once(engine, settings, feed_url) == []
+    with session_scope(engine) as session:
+        after = (len(session.exec(select(Article)).all()), len(session.exec(select(Story)).all()))
+    assert after == before == (4, 3)

@@ -1,0 +1,48 @@
+"""Feed fixtures beside their expected parse: tests/fixtures/feeds/x.xml ~ x.expected.json."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from aggregator.feeds import FeedError, parse_feed
+
+FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+FEED_URL = "https://feeds.example/feed.xml"
+
+
+def _as_json(feed: object) -> dict[str, object]:
+    data = dataclasses.asdict(feed)  # type: ignore[call-overload]
+    for entry in data["entries"]:
+        entry["published"] = entry["published"].isoformat() if entry["published"] else None
+    data["well_formed"] = data.pop("problem") is None
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in FEEDS.glob("*.xml")))
+def test_feed_parses_to_expected_values(name: str) -> None:
+    body = (FEEDS / f"{name}.xml").read_bytes()
+    expected = json.loads((FEEDS / f"{name}.expected.json").read_text("utf-8"))
+    parsed = parse_feed(body, url=FEED_URL, headers={"Content-Type": "application/rss+xml"})
+    assert _as_json(parsed) == expected
+
+
+def test_malformed_item_keeps_good_entries_and_reports_the_problem() -> None:
+    parsed = parse_feed((FEEDS / "malformed_item.xml").read_bytes(), url=FEED_URL)
+    assert parsed.problem is not None
+    assert [e.guid for e in parsed.entries] == ["vc-1", "vc-2", "vc-3"]
+
+
+def test_relative_links_resolve_against_the_feed_url() -> None:
+    body = b'<rss version="2.0"><channel><title>T</title><item><title>A</title><link>/a/1</link></item></channel></rss>'
+    (entry,) = parse_feed(body, url=FEED_URL).entries
+    assert entry.link == "https://feeds.example/a/1"
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"<html><body>Not a feed</body></html", b"\x00\xff\xfe garbage"]
+)
+def test_non_feeds_are_refused(body: bytes) -> None:
+    with pytest.raises(FeedError, match="not a feed"):
+        parse_feed(body, url=FEED_URL)

@@ -1,0 +1,103 @@
+"""The Celery app: configuration, queues, the beat schedule, and the per-process runtime
+(settings, one engine, one HTTP client), created after the worker forks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from sqlalchemy.engine import Engine
+
+from aggregator.db import make_engine
+from aggregator.fetch import Fetcher
+from aggregator.settings import Settings, get_settings
+
+QUEUES = ("polling", "fetching", "clustering")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    fetcher: Fetcher
+
+    def close(self) -> None:
+        self.fetcher.close()
+        self.engine.dispose()
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built from the settings on first use."""
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(get_settings())
+    return _runtime
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    return Runtime(settings, make_engine(settings.effective_database_url), Fetcher(settings))
+
+
+def use_runtime(new: Runtime | None) -> None:
+    """Replace this process's runtime (the CLI and tests hand in their own settings)."""
+    global _runtime
+    if _runtime is not None and _runtime is not new:
+        _runtime.close()
+    _runtime = new
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_: Any) -> None:
+    # Connections and sockets must not be shared with the parent process.
+    global _runtime
+    _runtime = None
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.effective_broker_url,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "polling",
+        "task_routes": {
+            "workers.tasks.schedule_due_feeds": {"queue": "polling"},
+            "workers.tasks.poll_feed": {"queue": "polling"},
+            "workers.tasks.fetch_article": {"queue": "fetching"},
+            "workers.tasks.cluster_article": {"queue": "clustering"},
+        },
+        "task_soft_time_limit": 120,
+        "task_time_limit": 180,
+        "broker_connection_retry_on_startup": True,
+        "beat_schedule": {
+            "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 60.0}
+        },
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
+        "timezone": "UTC",
+    }
+    if config["broker_url"].startswith("filesystem://"):
+        config["broker_transport_options"] = _filesystem_transport_options(settings.queue_dir)
+    return config
+
+
+def _filesystem_transport_options(queue_dir: Path) -> dict[str, object]:
+    for sub in ("messages", "processed"):
+        (queue_dir / sub).mkdir(parents=True, exist_ok=True)
+    messages = str(queue_dir / "messages")
+    return {
+        "data_folder_in": messages,
+        "data_folder_out": messages,
+        "processed_folder": str(queue_dir / "processed"),
+        "store_processed": False,
+    }
+
+
+app = Celery("aggregator", include=["workers.tasks"])
+app.conf.update(celery_config(get_settings()))
