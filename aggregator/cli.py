@@ -3,7 +3,6 @@ function."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sys
 from collections.abc import Sequence
@@ -191,7 +190,8 @@ def _story_summary(story: Story, *, session: Session) -> dict[str, object]:
 def _story_text(summary: dict[str, object]) -> str:
     outlets = ", ".join(str(o) for o in summary["outlets"])  # type: ignore[attr-defined]
     count = summary["article_count"]
-    return f"#{summary['id']} {summary['headline']}\n    {count} articles from {outlets}"
+    noun = "article" if count == 1 else "articles"
+    return f"#{summary['id']} {summary['headline']}\n    {count} {noun} from {outlets}"
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -238,56 +238,23 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--reset", is_flag=True, help="Empty a store that holds other data first.")
 def demo(reset: bool) -> None:
     """Serve the offline corpus on loopback, crawl it, and print its stories and their score."""
-    from aggregator import demo as demo_corpus
-    from aggregator.metrics import bcubed_scores, pairwise_scores
-    from workers.celery_app import build_runtime, use_runtime
-    from workers.inprocess import crawl_due_sources
+    from workers.inprocess import StoreNotEmpty, run_demo
 
-    corpus = demo_corpus.Corpus.load()
-    base = get_settings()
-    loopback = ipaddress.ip_network(demo_corpus.LOOPBACK_NETWORK)
-    settings = base.model_copy(update={"fetch_allow_networks": [loopback]})
-    engine = _engine(settings)
-    with session_scope(engine) as session:
-        _prepare_demo_store(session, corpus, reset=reset)
-    with demo_corpus.serve_corpus(corpus, now=_now()) as served:
-        with session_scope(engine) as session:
-            for slug, url in served.feed_urls.items():
-                store.add_source(session=session, url=url, title=served.names[slug], now=_now())
-        click.echo(
-            f"Serving {len(served.feed_urls)} demo outlets on 127.0.0.x; crawling…", err=True
-        )
-        use_runtime(build_runtime(settings))
-        report = crawl_due_sources(progress=_print_progress)
-        gold = served.served_gold(corpus)
-    with session_scope(engine) as session:
-        predicted = store.story_of_urls(session=session, urls=list(gold))
-        stories_shown = store.latest_stories(session=session, limit=100)
-        summaries = [_story_summary(s, session=session) for s in stories_shown]
-    summaries.sort(key=lambda s: (-int(str(s["source_count"])), -int(str(s["article_count"]))))
-    click.echo(f"\n{len(summaries)} stories from {report.new_articles} articles:\n")
+    settings = get_settings()
+    click.echo("Serving the demo outlets on 127.0.0.x and crawling them…", err=True)
+    try:
+        report = run_demo(settings, reset=reset, progress=_print_progress)
+    except StoreNotEmpty as exc:
+        raise click.ClickException(str(exc)) from exc
+    with session_scope(_engine(settings)) as session:
+        summaries = [_story_summary(s, session=session) for s in report.stories]
+    click.echo(f"\n{len(summaries)} stories from {report.articles} articles:\n")
     for summary in summaries:
         click.echo(_story_text(summary))
-    pairwise, bcubed = pairwise_scores(gold, predicted), bcubed_scores(gold, predicted)
+    pairwise, bcubed = report.pairwise, report.bcubed
     click.echo(
         f"\nAgainst seeds/demo/gold.json: pairwise precision {pairwise.precision:.3f}, "
         f"recall {pairwise.recall:.3f}, F1 {pairwise.f1:.3f}; B-cubed F1 {bcubed.f1:.3f}"
     )
-    click.echo(
-        f"Store: {settings.effective_database_url}  (see `aggregator stories`, `aggregator serve`)"
-    )
-
-
-def _prepare_demo_store(session: Session, corpus: object, *, reset: bool) -> None:
-    from aggregator.demo import Corpus
-
-    assert isinstance(corpus, Corpus)
-    names = {outlet.name for outlet in corpus.outlets}
-    existing = store.list_sources(session=session)
-    only_demo = all(source.title in names for source in existing)
-    if existing and not (reset or only_demo):
-        raise click.ClickException(
-            "the store already holds other data; run `aggregator demo --reset` to empty it first, "
-            "or point AGGREGATOR_DATABASE_URL at another database"
-        )
-    store.delete_everything(session=session)
+    click.echo(f"Store: {settings.effective_database_url}")
+    click.echo("See them again with `aggregator stories`, or browse with `aggregator serve`.")

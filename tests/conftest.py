@@ -8,6 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,8 +28,8 @@ POSTGRES_URL = os.environ.get(
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
     """A new, empty PostgreSQL database on the local server, dropped afterwards."""
     name = f"aggregator_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
@@ -40,6 +41,12 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -64,15 +71,21 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def make_test_settings(data_dir: Path, database_url: str) -> Settings:
+    """Settings for a test store; fetches may reach loopback only."""
     return Settings(
-        data_dir=tmp_path / "data",
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
         database_url=database_url,
         fetch_allow_networks=[LOOPBACK],
         fetch_timeout=5,
         fetch_connect_timeout=2,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_test_settings(tmp_path / "data", database_url)
 
 
 @dataclass

@@ -96,6 +96,7 @@ def _filesystem_transport_options(queue_dir: Path) -> dict[str, object]:
         "data_folder_out": messages,
         "processed_folder": str(queue_dir / "processed"),
         "store_processed": False,
+        "polling_interval": 0.1,  # the transport polls its folder; the default 1 s is sluggish
     }
 
 

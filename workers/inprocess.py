@@ -6,16 +6,22 @@ The same task functions run as in a worker; Celery's eager mode executes each fo
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aggregator import pipeline
-from aggregator.db import session_scope
-from aggregator.models import Source
+from sqlmodel import Session
+
+from aggregator import pipeline, store
+from aggregator.db import session_scope, upgrade_database
+from aggregator.demo import LOOPBACK_NETWORK, Corpus, serve_corpus
+from aggregator.metrics import Scores, bcubed_scores, pairwise_scores
+from aggregator.models import Source, Story
+from aggregator.settings import Settings
 from workers import tasks
-from workers.celery_app import app, runtime
+from workers.celery_app import app, build_runtime, runtime, use_runtime
 
 Progress = Callable[[Source, int], None]
 
@@ -63,3 +69,63 @@ def _source(source_id: int) -> Source:
         source = session.get(Source, source_id)
         assert source is not None
         return source
+
+
+# ---------------------------------------------------------------- the offline demo
+
+
+class StoreNotEmpty(RuntimeError):
+    """The demo was pointed at a store that holds data of its own."""
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    articles: int
+    stories: list[Story]  # widest first
+    pairwise: Scores
+    bcubed: Scores
+
+
+def run_demo(settings: Settings, *, reset: bool, progress: Progress | None = None) -> DemoReport:
+    """Serve seeds/demo on loopback, register its feeds, crawl them with the real pipeline and
+    score the stories against gold.json. Fetches are allowed to loopback only."""
+    loopback = ipaddress.ip_network(LOOPBACK_NETWORK)
+    settings = settings.model_copy(update={"fetch_allow_networks": [loopback]})
+    use_runtime(build_runtime(settings))
+    engine = runtime().engine
+    upgrade_database(engine)
+    corpus = Corpus.load()
+    with session_scope(engine) as session:
+        _empty_demo_store(session, corpus, reset=reset)
+    with serve_corpus(corpus, now=datetime.now(UTC)) as served:
+        with session_scope(engine) as session:
+            for slug, url in served.feed_urls.items():
+                store.add_source(
+                    session=session, url=url, title=served.names[slug], now=datetime.now(UTC)
+                )
+        report = crawl_due_sources(progress=progress)
+        gold = served.served_gold(corpus)
+    with session_scope(engine) as session:
+        predicted = store.story_of_urls(session=session, urls=list(gold))
+        stories = sorted(
+            store.latest_stories(session=session, limit=1000),
+            key=lambda s: (-s.source_count, -s.article_count, s.id or 0),
+        )
+    return DemoReport(
+        report.new_articles,
+        stories,
+        pairwise_scores(gold, predicted),
+        bcubed_scores(gold, predicted),
+    )
+
+
+def _empty_demo_store(session: Session, corpus: Corpus, *, reset: bool) -> None:
+    """Clear a previous demo run; refuse to touch other data unless told to."""
+    names = {outlet.name for outlet in corpus.outlets}
+    existing = store.list_sources(session=session)
+    if not reset and any(source.title not in names for source in existing):
+        raise StoreNotEmpty(
+            "the store already holds other data: run `aggregator demo --reset` to empty it, "
+            "or point AGGREGATOR_DATABASE_URL at another database"
+        )
+    store.delete_everything(session=session)

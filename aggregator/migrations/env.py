@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+LOCK_KEY = 0x6E657773  # "news"
 
 
 def run_migrations_online() -> None:
@@ -18,6 +21,9 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Processes starting together (API, workers, beat) migrate one at a time.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             context.run_migrations()
         connection.commit()
 

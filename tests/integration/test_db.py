@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from aggregator import store
-from aggregator.db import session_scope, upgrade_database
+from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.models import Article, Source
 
 NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
@@ -83,3 +84,20 @@ def test_times_come_back_in_utc(engine: Engine) -> None:
 def test_naive_datetimes_are_refused(engine: Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), session_scope(engine) as session:
         store.add_source(session=session, url="https://a.example/rss", now=datetime(2025, 1, 1))
+
+
+def _upgrade(database_url: str) -> None:
+    upgrade_database(make_engine(database_url))
+
+
+def test_processes_starting_together_migrate_one_at_a_time(database_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_upgrade, args=(database_url,)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    engine = make_engine(database_url)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    engine.dispose()

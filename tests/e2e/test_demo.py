@@ -1,0 +1,95 @@
+"""`aggregator demo` as a user runs it: a subprocess, a fresh data folder, the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlmodel import select
+
+from aggregator.db import make_engine, session_scope
+from aggregator.models import Article, Source
+from tests.demo_corpus import (
+    GOLD,
+    MENTIONED_EVENTS,
+    SEED_STORY,
+    SEED_URL,
+    WIRE_COPY,
+    WIRE_ORIGINAL,
+    urls_of,
+)
+
+AGGREGATOR = Path(sys.executable).parent / "aggregator"
+
+
+def _run(args: list[str], cwd: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGGREGATOR_")}
+    env |= {"AGGREGATOR_DATA_DIR": str(cwd / "data"), "AGGREGATOR_DATABASE_URL": database_url}
+    return subprocess.run(
+        [str(AGGREGATOR), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+def _story_by_corpus_url(database_url: str) -> dict[str, int | None]:
+    """Each demo article's story, keyed by its URL in the corpus (before the origin rewrite)."""
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        sources = {s.id: s for s in session.exec(select(Source)).all()}
+        articles = session.exec(select(Article)).all()
+        by_path = {_path(a.url): a.story_id for a in articles}
+        assert len(sources) == 7
+    engine.dispose()
+    return {url: by_path.get(_path(url)) for url in GOLD}
+
+
+def _path(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url)
+
+
+def test_demo_builds_the_gold_stories(tmp_path: Path, database_url: str) -> None:
+    result = _run(["demo"], tmp_path, database_url)
+    assert result.returncode == 0, result.stderr
+    f1 = float(
+        re.search(r"pairwise precision [\d.]+, recall [\d.]+, F1 ([\d.]+)", result.stdout)[1]
+    )  # type: ignore[index]
+    assert f1 >= 0.9
+    assert "Putin says parts of US peace plan are unacceptable to Moscow" in result.stdout
+    assert "Alpine Courier" in result.stderr  # progress, one line per outlet
+
+    story_of = _story_by_corpus_url(database_url)
+    seed_story = story_of[SEED_URL]
+    assert seed_story is not None
+    # the seed, its independent reports and the wire copy share one story, and nothing else joins
+    assert {url for url, s in story_of.items() if s == seed_story} == urls_of(SEED_STORY)
+    assert story_of[WIRE_COPY] == story_of[WIRE_ORIGINAL] == seed_story
+    # each event the seed only mentions is a story of its own
+    for event in MENTIONED_EVENTS:
+        (story,) = {story_of[url] for url in urls_of(event)}
+        assert story is not None and story != seed_story
+        assert {url for url, s in story_of.items() if s == story} == urls_of(event)
+
+    listing = _run(["stories", "--limit", "50"], tmp_path, database_url)
+    assert listing.returncode == 0
+    assert listing.stdout.count("\n#") + 1 == len(set(GOLD.values()))
+
+
+def test_demo_refuses_a_store_with_other_data(tmp_path: Path, sqlite_url: str) -> None:
+    assert (
+        _run(["sources", "add", "https://feeds.example.org/rss"], tmp_path, sqlite_url).returncode
+        == 0
+    )
+    refused = _run(["demo"], tmp_path, sqlite_url)
+    assert refused.returncode != 0
+    assert "--reset" in refused.stderr
+    assert "feeds.example.org" in _run(["sources", "list"], tmp_path, sqlite_url).stdout
+
+    assert _run(["demo", "--reset"], tmp_path, sqlite_url).returncode == 0
+    assert "feeds.example.org" not in _run(["sources", "list"], tmp_path, sqlite_url).stdout
+    # a previous demo's data is not "other data": the demo runs again without --reset
+    again = _run(["demo"], tmp_path, sqlite_url)
+    assert again.returncode == 0, again.stderr
+    listed = _run(["sources", "list", "--json"], tmp_path, sqlite_url).stdout.splitlines()
+    assert len(listed) == 7
