@@ -3,11 +3,14 @@ function."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import Engine
@@ -18,6 +21,9 @@ from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.models import Source, Story
 from aggregator.settings import Settings, get_settings
 from aggregator.sources import SourceEntry, SourceListError, parse_source_list, render_opml
+
+if TYPE_CHECKING:
+    from aggregator.extract import Extracted
 
 
 def _now() -> datetime:
@@ -63,8 +69,14 @@ def sources() -> None:
 @sources.command("add")
 @click.argument("url")
 @click.option("--title", default="", help="A name for the source.")
-def sources_add(url: str, title: str) -> None:
-    """Add a feed by its URL."""
+@click.option(
+    "--discover/--no-discover",
+    default=True,
+    show_default=True,
+    help="Fetch the URL and, when it is a page, find the site's feed.",
+)
+def sources_add(url: str, title: str, discover: bool) -> None:
+    """Add a feed by its URL, or by the URL of a page of its site."""
     try:
         (entry,) = parse_source_list(
             f"[[source]]\nurl = {json.dumps(url)}\ntitle = {json.dumps(title)}\n".encode(),
@@ -72,7 +84,27 @@ def sources_add(url: str, title: str) -> None:
         )
     except SourceListError as exc:
         raise click.UsageError(str(exc)) from exc
+    if discover:
+        entry = SourceEntry(_discover(entry.url), entry.title)
     _add_sources([entry])
+
+
+def _discover(url: str) -> str:
+    from aggregator.feeds import FeedError
+    from aggregator.fetch import Fetcher, FetchError
+    from aggregator.pipeline import discover_feed
+
+    settings = get_settings()
+    fetcher = Fetcher(settings)
+    try:
+        found = discover_feed(url, fetcher=fetcher, settings=settings)
+    except (FetchError, FeedError) as exc:
+        raise click.ClickException(f"{exc} (add it as it is with --no-discover)") from exc
+    finally:
+        fetcher.close()
+    if found != url:
+        click.echo(f"found the feed {found}", err=True)
+    return found
 
 
 @sources.command("import")
@@ -106,6 +138,8 @@ def sources_list(as_json: bool) -> None:
             click.echo(json.dumps(_source_json(source)))
         else:
             error = f"  error: {source.last_error}" if source.last_error else ""
+            if source.last_error_at and source.last_error:
+                error += f" (at {source.last_error_at:%Y-%m-%d %H:%M}Z)"
             click.echo(
                 f"#{source.id:<4} {source.health:<11} errors={source.consecutive_errors} "
                 f"next={source.next_poll_at:%Y-%m-%d %H:%M}Z  {source.title or '-'}  "
@@ -123,6 +157,8 @@ def _source_json(source: Source) -> dict[str, object]:
         "last_error_at": source.last_error_at.isoformat() if source.last_error_at else None,
         "consecutive_errors": source.consecutive_errors,
         "last_polled_at": source.last_polled_at.isoformat() if source.last_polled_at else None,
+        "last_success_at": source.last_success_at.isoformat() if source.last_success_at else None,
+        "poll_interval_seconds": source.poll_interval_seconds,
         "next_poll_at": source.next_poll_at.isoformat(),
     }
 
@@ -231,6 +267,102 @@ def serve(host: str | None, port: int | None) -> None:
     )
 
 
+@main.command("eval-clusters")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--predictions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Write one line {"id": …, "cluster": …} per article.',
+)
+def eval_clusters(file: Path, predictions: Path | None) -> None:
+    """Stream a labelled JSONL file through the production clustering stage and score it."""
+    from aggregator.cluster_eval import evaluate_rows, read_rows, write_predictions
+
+    try:
+        rows = read_rows(file)
+    except ValueError as exc:
+        raise click.ClickException(f"{file}: not a labelled JSONL file: {exc}") from exc
+    report, predicted = evaluate_rows(rows, get_settings())
+    if predictions is not None:
+        write_predictions(predictions, predicted)
+    click.echo(json.dumps(report))
+
+
+# ---------------------------------------------------------------- extraction
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_NO_ARTICLE = "no article text found on the page"
+
+
+@main.command("extract")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--jsonl", is_flag=True, help="One JSON object per file and line.")
+@click.option(
+    "--url", default=None, help="The pages' original address (default: each file's file:// URI)."
+)
+def extract(files: tuple[Path, ...], jsonl: bool, url: str | None) -> None:
+    """Extract the article from saved pages (HTML, plain or gzip-compressed), as the pipeline
+    does. Exits with status 1 if a file cannot be read."""
+    from aggregator.extract import extract_article
+
+    unreadable = 0
+    for file in files:
+        try:
+            html = _read_page(file)
+        except (OSError, EOFError, zlib.error) as exc:
+            unreadable += 1
+            error = f"cannot read: {_reason(exc)}"
+            click.echo(f"aggregator extract: {file}: {error}", err=True)
+            if jsonl:
+                click.echo(json.dumps(_failed_json(file, error)))
+            continue
+        extracted = extract_article(html, url=url or file.resolve().as_uri())
+        row = _extracted_json(file, extracted)
+        click.echo(json.dumps(row, ensure_ascii=False) if jsonl else _extracted_text(row))
+    if unreadable:
+        sys.exit(1)
+
+
+def _read_page(file: Path) -> bytes:
+    data = file.read_bytes()
+    return gzip.decompress(data) if data.startswith(_GZIP_MAGIC) else data
+
+
+def _failed_json(file: Path, error: str) -> dict[str, object]:
+    return {"file": str(file), "title": None, "text": None, "error": error}
+
+
+def _extracted_json(file: Path, extracted: Extracted | None) -> dict[str, object]:
+    if extracted is None:
+        return _failed_json(file, _NO_ARTICLE)
+    published = extracted.published.isoformat() if extracted.published else None
+    return {
+        "file": str(file),
+        "title": extracted.title,
+        "text": extracted.text,
+        "author": extracted.author,
+        "published": published,
+        "language": extracted.language,
+        "image_url": extracted.image_url,
+    }
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _extracted_text(row: dict[str, object]) -> str:
+    lines = [f"==> {row['file']} <=="]
+    if row.get("error"):
+        return "\n".join([*lines, f"({row['error']})", ""])
+    lines.append(str(row["title"]))
+    for key in ("author", "published", "language", "image_url"):
+        if row[key]:
+            lines.append(f"{key}: {row[key]}")
+    return "\n".join([*lines, "", str(row["text"]), ""])
+
+
 # ---------------------------------------------------------------- demo
 
 
@@ -258,3 +390,7 @@ def demo(reset: bool) -> None:
     )
     click.echo(f"Store: {settings.effective_database_url}")
     click.echo("See them again with `aggregator stories`, or browse with `aggregator serve`.")
+
+
+if __name__ == "__main__":
+    main()

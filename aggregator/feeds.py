@@ -6,8 +6,9 @@ import calendar
 import contextlib
 import hashlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -26,6 +27,7 @@ class ParsedEntry:
     summary: str
     published: datetime | None
     author: str | None = None
+    entry_hash: str = ""  # title + summary + link: an entry updated in place changes it
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class ParsedFeed:
     entries: list[ParsedEntry] = field(default_factory=list)
     ttl_minutes: int | None = None
     problem: str | None = None  # why the feed is not well-formed, when it is not
+    version: str = field(default="", compare=False, repr=False)  # "rss20", "atom10" …
+
+
+ILLEGAL_XML_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
 
 
 class FeedError(ValueError):
@@ -47,9 +53,13 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     # feed would then see every entry as new. Links are resolved here instead.
     response_headers = {k.lower(): v for k, v in (headers or {}).items()}
     response_headers.pop("content-location", None)
+    body = strip_illegal_xml_chars(body)
+    response_headers = _utf8_when_declared_wrongly(body, response_headers)
     parsed = feedparser.parse(body, response_headers=response_headers, sanitize_html=True)
     problem = _bozo_problem(parsed)
-    entries = [entry for raw in parsed.entries if (entry := _parse_entry(raw, base_url=url))]
+    entries = _with_identities(
+        [entry for raw in parsed.entries if (entry := _parse_entry(raw, base_url=url))]
+    )
     feed = parsed.feed
     result = ParsedFeed(
         title=_clean_text(feed.get("title", "")),
@@ -57,6 +67,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
         entries=entries,
         ttl_minutes=_as_int(feed.get("ttl")),
         problem=problem,
+        version=str(parsed.get("version") or ""),
     )
     if not (parsed.get("version") or result.entries or result.title):
         raise FeedError(f"not a feed: {problem or 'empty document'}")
@@ -76,25 +87,74 @@ def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
     title = _clean_text(raw.get("title", ""))
     if not link and not title:
         return None
-    published = _entry_time(raw)
+    summary = _clean_text(raw.get("summary", ""))
     return ParsedEntry(
-        guid=entry_identity(str(raw.get("id") or ""), link, published, title),
+        guid=str(raw.get("id") or "").strip(),  # the feed's own GUID; see _with_identities
         link=link,
         title=title,
-        summary=_clean_text(raw.get("summary", "")),
-        published=published,
+        summary=summary,
+        published=_entry_time(raw),
         author=_clean_text(raw.get("author", "")) or None,
+        entry_hash=entry_hash(title, summary, link),
     )
 
 
-def entry_identity(guid: str, link: str, published: datetime | None, title: str) -> str:
-    """GUID first; otherwise the canonical link; otherwise a hash of the title and date."""
-    if guid.strip():
-        return guid.strip()
-    if link:
-        return canonical_url(link)
+def entry_hash(title: str, summary: str, link: str) -> str:
+    return hashlib.sha256(f"{title}\n{summary}\n{link}".encode()).hexdigest()
+
+
+def identity_candidates(guid: str, link: str, published: datetime | None, title: str) -> list[str]:
+    """An entry's possible identities, best first: GUID, canonical link, link plus date, title."""
+    canonical = canonical_url(link) if link else ""
     stamp = published.isoformat() if published else ""
-    return "title:" + hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()[:32]
+    title_key = hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()[:32]
+    return [
+        guid.strip(),
+        canonical,
+        f"{canonical}@{stamp}" if canonical and stamp else "",
+        f"title:{title_key}" if title else "",
+    ]
+
+
+def entry_identities(candidates: Sequence[Sequence[str]]) -> list[str]:
+    """For each entry, its first candidate that is non-empty and unique within the document
+    (a feed that repeats GUIDs falls back to links, and so on); the last non-empty otherwise."""
+    counts = [Counter(keys[level] for keys in candidates) for level in range(len(candidates[0]))]
+    identities = []
+    for keys in candidates:
+        present = [(level, key) for level, key in enumerate(keys) if key]
+        unique = [key for level, key in present if counts[level][key] == 1]
+        identities.append(unique[0] if unique else present[-1][1] if present else "")
+    return identities
+
+
+def _with_identities(entries: list[ParsedEntry]) -> list[ParsedEntry]:
+    if not entries:
+        return entries
+    candidates = [identity_candidates(e.guid, e.link, e.published, e.title) for e in entries]
+    identities = entry_identities(candidates)
+    return [replace(entry, guid=key) for entry, key in zip(entries, identities, strict=True)]
+
+
+def strip_illegal_xml_chars(body: bytes) -> bytes:
+    """Drop C0 control bytes XML forbids (they make the strict parser give up on the feed).
+    Safe for UTF-8 and single-byte charsets; UTF-16/32 bodies are left alone."""
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:4]:
+        return body
+    return body.translate(None, ILLEGAL_XML_BYTES)
+
+
+def _utf8_when_declared_wrongly(body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """A body that is valid, non-ASCII UTF-8 but declared as another charset (header or XML
+    declaration) is UTF-8: a legacy single-byte text almost never decodes as UTF-8."""
+    if body.isascii():
+        return headers
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return headers  # feedparser detects the real charset when the declared one fails
+    media_type = headers.get("content-type", "").split(";")[0].strip() or "application/xml"
+    return {**headers, "content-type": f"{media_type}; charset=utf-8"}
 
 
 def _entry_time(raw: Any) -> datetime | None:
@@ -119,3 +179,31 @@ def _as_int(value: object) -> int | None:
         return int(str(value).strip()) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+COMMON_FEED_PATHS = ("/feed", "/rss", "/rss.xml", "/atom.xml", "/feed.xml", "/index.xml")
+FEED_TYPES = frozenset({"application/rss+xml", "application/atom+xml"})
+
+
+def feed_links(html: bytes, *, base_url: str) -> list[str]:
+    """The feeds a page announces with <link rel="alternate" type="application/rss+xml|atom+xml">,
+    then the common feed paths of its site."""
+    links: list[str] = []
+    with contextlib.suppress(ValueError, lxml.etree.ParserError):
+        document = lxml.html.fromstring(html)
+        for link in document.iter("link"):
+            rel = (link.get("rel") or "").lower().split()
+            kind = (link.get("type") or "").lower().split(";")[0].strip()
+            if "alternate" in rel and kind in FEED_TYPES and link.get("href"):
+                links.append(urljoin(base_url, (link.get("href") or "").strip()))
+    links += [urljoin(base_url, path) for path in COMMON_FEED_PATHS]
+    return list(dict.fromkeys(links))
+
+
+def is_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> bool:
+    """Whether the body parses as RSS or Atom (not merely as some markup)."""
+    try:
+        parsed = parse_feed(body, url=url, headers=headers)
+    except FeedError:
+        return False
+    return bool(parsed.entries) or parsed.version != ""

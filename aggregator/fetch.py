@@ -1,21 +1,33 @@
-"""The only HTTP client: timeouts, size caps, conditional GET, redirects and the address guard."""
+"""The only HTTP client: timeouts, size caps, conditional GET, redirects, per-host politeness,
+robots.txt and the address guard.
+
+The guard resolves each host once, checks every address, and connects to the address it checked
+(a network backend under httpx), so a DNS answer that changes between check and connect (DNS
+rebinding) cannot reach a private address. Host header and TLS SNI keep the host name."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
+from protego import Protego
 
+from aggregator.politeness import HostLimiter, make_host_limiter
 from aggregator.settings import Settings
 from aggregator.urls import IpAddress, IpNetwork, is_address_allowed
 
 Resolver = Callable[[str, int], list[IpAddress]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+ROBOTS_MAX_BYTES = 512 * 1024
 
 
 class FetchErrorKind(StrEnum):
@@ -26,6 +38,7 @@ class FetchErrorKind(StrEnum):
     NETWORK = "network"
     TOO_LARGE = "too_large"
     TOO_MANY_REDIRECTS = "too_many_redirects"
+    HOST_BUSY = "host_busy"  # the host's politeness budget is spent: try again shortly
 
 
 class FetchError(Exception):
@@ -60,6 +73,76 @@ def resolve_host(host: str, port: int) -> list[IpAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
+class AddressGuard:
+    """Resolves a host once and returns its addresses only if the guard allows every one."""
+
+    def __init__(self, resolver: Resolver, allowed: list[IpNetwork]) -> None:
+        self._resolve, self._allowed = resolver, allowed
+
+    def checked_addresses(self, host: str, port: int) -> list[IpAddress]:
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+            addresses: list[IpAddress] = [literal]
+        except ValueError:
+            addresses = self._resolve(host, port)
+        blocked = [a for a in addresses if not is_address_allowed(a, self._allowed)]
+        if blocked or not addresses:
+            raise FetchError(
+                FetchErrorKind.BLOCKED_ADDRESS, f"{host} resolves to {blocked or 'nothing'}"
+            )
+        return addresses
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """Connects to the addresses the guard checked, never to a second DNS answer."""
+
+    def __init__(self, guard: AddressGuard, inner: httpcore.NetworkBackend | None = None) -> None:
+        self._guard = guard
+        self._inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self._guard.checked_addresses(host, port)
+        for address in addresses[:-1]:
+            try:
+                return self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError:
+                continue
+        return self._inner.connect_tcp(
+            str(addresses[-1]), port, timeout, local_address, socket_options
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise FetchError(FetchErrorKind.BAD_URL, "unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport with the guarded backend; TLS always verified."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        super().__init__()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=True),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=backend,
+        )
+
+
 class Fetcher:
     """GETs with the service's limits. Safe for reuse across many requests; close() when done."""
 
@@ -68,17 +151,23 @@ class Fetcher:
         settings: Settings,
         *,
         resolver: Resolver = resolve_host,
-        transport: httpx.BaseTransport | None = None,
+        network_backend: httpcore.NetworkBackend | None = None,
+        limiter: HostLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._allowed: list[IpNetwork] = list(settings.fetch_allow_networks)
         self._max_redirects = settings.fetch_max_redirects
-        self._resolve = resolver
-        timeout = httpx.Timeout(settings.fetch_timeout, connect=settings.fetch_connect_timeout)
+        self._timeout, self._connect_timeout = (
+            settings.fetch_timeout,
+            settings.fetch_connect_timeout,
+        )
+        self._limiter = limiter or make_host_limiter(settings)
+        self._clock = clock
+        self._robots = RobotsCache(settings.robots_cache_seconds, settings.user_agent, clock)
+        guard = AddressGuard(resolver, list(settings.fetch_allow_networks))
         self._client = httpx.Client(
-            timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": settings.user_agent_header},
-            transport=transport,
+            transport=GuardedTransport(GuardedBackend(guard, network_backend)),
             trust_env=False,
         )
 
@@ -93,13 +182,14 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
     ) -> FetchResult:
-        """GET url, following redirects hop by hop, each hop checked against the address guard."""
+        """GET url, following redirects hop by hop (each hop guarded), within one deadline."""
         headers = _conditional_headers(etag, last_modified)
+        deadline = self._clock() + self._timeout
         redirects: list[tuple[int, str]] = []
         current = url
         while True:
-            self.check_url(current)
-            status, response_headers, body = self._get_once(current, headers, max_bytes)
+            check_url(current)
+            status, response_headers, body = self._get_once(current, headers, max_bytes, deadline)
             location = response_headers.get("location")
             if status not in REDIRECT_STATUSES or not location:
                 return FetchResult(current, status, body, response_headers, redirects)
@@ -110,41 +200,94 @@ class Fetcher:
             current = urljoin(current, location)
             redirects.append((status, current))
 
-    def check_url(self, url: str) -> None:
-        """Refuse anything but http(s) to hosts whose every address the guard allows."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError(FetchErrorKind.BAD_URL, f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = self._resolve(parts.hostname, port)
-        blocked = [a for a in addresses if not is_address_allowed(a, self._allowed)]
-        if blocked or not addresses:
-            raise FetchError(
-                FetchErrorKind.BLOCKED_ADDRESS,
-                f"{parts.hostname} resolves to {blocked or 'nothing'}",
-            )
+    def robots_allow(self, url: str) -> bool:
+        """Whether the host's robots.txt (cached) lets our user agent fetch url."""
+        return self._robots.allows(url, self)
 
     def _get_once(
-        self, url: str, headers: Mapping[str, str], max_bytes: int
+        self, url: str, headers: Mapping[str, str], max_bytes: int, deadline: float
     ) -> tuple[int, dict[str, str], bytes]:
+        timeout = self._hop_timeout(deadline, url)
         try:
-            with self._client.stream("GET", url, headers=headers) as response:
-                body = _read_capped(response.iter_bytes(), max_bytes, url)
+            with (
+                self._host_slot(urlsplit(url).hostname or ""),
+                self._client.stream("GET", url, headers=headers, timeout=timeout) as response,
+            ):
+                body = _read_capped(response.iter_bytes(), max_bytes, url, deadline, self._clock)
                 return response.status_code, _lower_keys(response.headers.items()), body
         except httpx.TimeoutException as exc:
             raise FetchError(FetchErrorKind.TIMEOUT, f"{url}: {type(exc).__name__}") from exc
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise FetchError(FetchErrorKind.NETWORK, f"{url}: {type(exc).__name__}: {exc}") from exc
 
+    def _hop_timeout(self, deadline: float, url: str) -> httpx.Timeout:
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise FetchError(FetchErrorKind.TIMEOUT, f"{url}: deadline passed")
+        return httpx.Timeout(remaining, connect=min(self._connect_timeout, remaining))
 
-def _read_capped(chunks: Iterable[bytes], max_bytes: int, url: str) -> bytes:
-    """The decompressed body, stopping as soon as it passes max_bytes."""
+    @contextmanager
+    def _host_slot(self, host: str) -> Iterator[None]:
+        token = self._limiter.acquire(host)
+        if token is None:
+            raise FetchError(FetchErrorKind.HOST_BUSY, f"{host}: request budget spent")
+        try:
+            yield
+        finally:
+            self._limiter.release(host, token)
+
+
+def check_url(url: str) -> None:
+    """Only http(s) URLs with a host name (the addresses are checked when connecting)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(FetchErrorKind.BAD_URL, f"not an http(s) URL: {url!r}")
+
+
+class RobotsCache:
+    """robots.txt per origin, kept for `ttl` seconds. 4xx means no rules; an unreachable or
+    failing (5xx) robots.txt means stay out for now (RFC 9309)."""
+
+    def __init__(self, ttl: float, user_agent: str, clock: Callable[[], float]) -> None:
+        self._ttl, self._agent, self._clock = ttl, user_agent.split("/")[0], clock
+        self._rules: dict[str, tuple[float, Protego | None, bool]] = {}
+
+    def allows(self, url: str, fetcher: Fetcher) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        cached = self._rules.get(origin)
+        if cached is None or cached[0] <= self._clock():
+            cached = (self._clock() + self._ttl, *self._load(origin, fetcher))
+            self._rules[origin] = cached
+        _, rules, reachable = cached
+        if rules is None:
+            return reachable
+        return bool(rules.can_fetch(url, self._agent))
+
+    def _load(self, origin: str, fetcher: Fetcher) -> tuple[Protego | None, bool]:
+        try:
+            response = fetcher.fetch(f"{origin}/robots.txt", max_bytes=ROBOTS_MAX_BYTES)
+        except FetchError as exc:
+            if exc.kind is FetchErrorKind.HOST_BUSY:
+                raise
+            return None, False
+        if response.ok:
+            return Protego.parse(response.body.decode("utf-8", errors="replace")), True
+        return None, response.status < 500
+
+
+def _read_capped(
+    chunks: Iterable[bytes], max_bytes: int, url: str, deadline: float, clock: Callable[[], float]
+) -> bytes:
+    """The decompressed body, stopping as soon as it passes max_bytes or the deadline."""
     parts: list[bytes] = []
     size = 0
     for chunk in chunks:
         size += len(chunk)
         if size > max_bytes:
             raise FetchError(FetchErrorKind.TOO_LARGE, f"{url}: body over {max_bytes} bytes")
+        if clock() > deadline:
+            raise FetchError(FetchErrorKind.TIMEOUT, f"{url}: whole request over its deadline")
         parts.append(chunk)
     return b"".join(parts)
 

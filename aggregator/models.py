@@ -51,6 +51,7 @@ class ExtractionStatus(StrEnum):
     SUMMARY = "summary"  # extraction failed or the page was unusable: the feed's summary is kept
     FAILED = "failed"  # neither page text nor a summary
     DUPLICATE = "duplicate"  # exact copy of an article already stored
+    BOILERPLATE = "boilerplate"  # a wall or error page, not an article: never part of a story
 
 
 class Source(SQLModel, table=True):
@@ -70,10 +71,16 @@ class Source(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     last_error_at: datetime | None = utc_column()
     consecutive_errors: int = Field(default=0)
+    poll_started_at: datetime | None = utc_column(index=True)  # lease of a poll in flight
+    moved_to_url: str | None = Field(default=None, sa_column=Column(Text))  # 301/308 target seen
+    moved_count: int = Field(default=0)  # consecutive polls that saw moved_to_url
+    last_unconditional_at: datetime | None = utc_column()
+    poll_interval_seconds: int | None = Field(default=None)
 
 
 class Story(SQLModel, table=True):
     __tablename__ = "stories"
+    __table_args__ = (UniqueConstraint("cluster_key", name="uq_stories_cluster_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     headline: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -82,9 +89,35 @@ class Story(SQLModel, table=True):
     last_seen: datetime = utc_column(nullable=False, index=True)
     article_count: int = Field(default=0)
     source_count: int = Field(default=0)
-    # Sparse TF-IDF centroid of the story's articles: {term: weight}, top terms only.
-    centroid: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    headline_score: float = Field(default=0.0)  # how well the headline's article represents it
     merged_into_id: int | None = Field(default=None, foreign_key="stories.id")
+    # The clusterer's view of the story (aggregator.clustering.state.StoryProfile as JSON).
+    cluster_key: str | None = Field(default=None, sa_column=Column(Text))
+    profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class StoryIndexEntry(SQLModel, table=True):
+    """Inverted index of the clusterer: a story under each of its top (language-prefixed) terms,
+    with the story's last publication time so that lookups stay within the active window."""
+
+    __tablename__ = "story_index"
+    __table_args__ = (Index("ix_story_index_key_last", "key", "last_published"),)
+
+    key: str = Field(primary_key=True, max_length=80)
+    story_id: int = Field(primary_key=True, foreign_key="stories.id", index=True)
+    last_published: datetime | None = utc_column()
+
+
+class ArticleBand(SQLModel, table=True):
+    """Locality-sensitive hashing bands of an article's MinHash, for near-duplicate lookups."""
+
+    __tablename__ = "article_bands"
+    __table_args__ = (Index("ix_article_bands_hash", "hash"),)
+
+    article_id: int = Field(primary_key=True, foreign_key="articles.id")
+    band: int = Field(primary_key=True)
+    hash: str = Field(max_length=16)
 
 
 class Article(SQLModel, table=True):
@@ -108,12 +141,14 @@ class Article(SQLModel, table=True):
     extraction_status: str = Field(default=ExtractionStatus.PENDING.value, max_length=16)
     fetch_error: str | None = Field(default=None, sa_column=Column(Text))
     content_hash: str | None = Field(default=None, max_length=64, index=True)
+    entry_hash: str | None = Field(default=None, max_length=64)  # title+summary+link
     published_at: datetime | None = utc_column(index=True)
     discovered_at: datetime = utc_column(nullable=False)
     fetched_at: datetime | None = utc_column()
     story_id: int | None = Field(default=None, foreign_key="stories.id")
     story_score: float | None = Field(default=None)
-    duplicate_of_id: int | None = Field(default=None, foreign_key="articles.id")
+    duplicate_of_id: int | None = Field(default=None, foreign_key="articles.id", index=True)
+    minhash: list[int] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class ClusterTerm(SQLModel, table=True):

@@ -4,6 +4,7 @@
                                                  │ 304 / nothing new     │ extract clean text
                                                  ▼                       ▼
                                             next poll time        dedup ─▶ cluster_article ─▶ story
+    beat ─every 30 min─▶ repair_stories: merge stories of one event, split drifted ones
 
 Each function takes ids and a session, does its stage in the caller's transaction and returns
 what should happen next (ids); the caller commits, then enqueues the follow-ups. Every stage is
@@ -14,102 +15,237 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from aggregator import store
-from aggregator.clustering import tfidf
-from aggregator.dedup import content_hash
+from aggregator import health, store
+from aggregator.cluster_store import SqlClusterState
+from aggregator.clustering import (
+    ClusterDoc,
+    ClusterLimits,
+    StoryClusterer,
+    StoryProfile,
+    load_default_model,
+    repair,
+)
+from aggregator.clustering.features import DocVectors
+from aggregator.clustering.summary import representativeness, story_keywords
+from aggregator.clustering.text import extract_terms
+from aggregator.dedup import (
+    NEAR_DUPLICATE_JACCARD,
+    boilerplate_reason,
+    content_hash,
+    estimated_jaccard,
+    lsh_bands,
+    minhash_signature,
+)
 from aggregator.extract import Extracted, extract_article
-from aggregator.feeds import FeedError, ParsedEntry, ParsedFeed, parse_feed
-from aggregator.fetch import Fetcher, FetchError
+from aggregator.feeds import (
+    FeedError,
+    ParsedEntry,
+    ParsedFeed,
+    feed_links,
+    is_feed,
+    parse_feed,
+)
+from aggregator.fetch import Fetcher, FetchError, FetchErrorKind, FetchResult
 from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, Story
-from aggregator.schedule import PollBounds, next_poll_at
+from aggregator.schedule import WEEK, PollBounds, next_poll_at, server_hint
+from aggregator.schedule import retry_after as schedule_retry_after
 from aggregator.settings import Settings
 from aggregator.urls import canonical_url
 
 log = logging.getLogger(__name__)
+MAX_BATCHES_PER_TICK = 50  # poll_batch_size sources each
 
 
 @dataclass(frozen=True)
 class PollOutcome:
     source_id: int
-    status: str  # "new", "not_modified", "error", "missing"
-    new_article_ids: list[int] = field(default_factory=list)
+    status: str  # "new", "not_modified", "error", "deferred", "skipped", "missing"
+    new_article_ids: list[int] = field(default_factory=list)  # new, or moved: to (re)fetch
     error: str | None = None
+
+
+class RetryLater(Exception):
+    """A transient failure the task should retry (after `countdown` seconds, if given)."""
+
+    def __init__(self, reason: str, countdown: float | None = None) -> None:
+        super().__init__(reason)
+        self.countdown = countdown
+
+
+class LeaseLost(RuntimeError):
+    """The poll outlived its lease and another poll took the source: roll this one back."""
 
 
 # ---------------------------------------------------------------- scheduling
 
 
 def due_sources(*, session: Session, settings: Settings, now: datetime) -> list[int]:
-    return store.due_source_ids(session=session, now=now, limit=settings.poll_batch_size)
+    """Sources due now that no live poll holds (read-only; see schedule_due_feeds)."""
+    return store.due_source_ids(
+        session=session, now=now, limit=settings.poll_batch_size, stale_before=_stale(settings, now)
+    )
+
+
+def schedule_due_feeds(
+    *, session: Session, settings: Settings, now: datetime
+) -> list[tuple[int, datetime]]:
+    """Claim the poll lease of each due source, oldest first, and return (source, lease).
+    A lease older than poll_lease_seconds is a lost poll: the watchdog claims it again."""
+    claimed: list[tuple[int, datetime]] = []
+    for _ in range(MAX_BATCHES_PER_TICK):
+        batch = due_sources(session=session, settings=settings, now=now)
+        stale = _stale(settings, now)
+        for source_id in batch:
+            if store.claim_source(
+                session=session, source_id=source_id, now=now, stale_before=stale
+            ):
+                claimed.append((source_id, now))
+        if len(batch) < settings.poll_batch_size:
+            break
+    return claimed
+
+
+def _stale(settings: Settings, now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.poll_lease_seconds)
 
 
 # ---------------------------------------------------------------- polling
 
 
 def poll_feed(
-    source_id: int, *, session: Session, fetcher: Fetcher, settings: Settings, now: datetime
+    source_id: int,
+    *,
+    session: Session,
+    fetcher: Fetcher,
+    settings: Settings,
+    now: datetime,
+    lease: datetime | None = None,
 ) -> PollOutcome:
-    """Fetch one feed, store its new entries as pending articles, plan the next poll."""
+    """Fetch one feed, store its new entries as pending articles and its updated entries in
+    place, record the source's health and plan the next poll; then give the lease back.
+    Without a lease (a manual poll) the source is polled whatever its lease says."""
     source = session.get(Source, source_id)
     if source is None:
         return PollOutcome(source_id, "missing")
+    if lease is not None and source.poll_started_at != lease:
+        return PollOutcome(source_id, "skipped")  # done already, or another poll holds it
+    outcome = _poll(source, session=session, fetcher=fetcher, settings=settings, now=now)
+    if lease is not None and not store.release_source(
+        session=session, source_id=source_id, lease=lease
+    ):
+        raise LeaseLost(f"source {source_id}: lease taken over")
+    return outcome
+
+
+def _poll(
+    source: Source, *, session: Session, fetcher: Fetcher, settings: Settings, now: datetime
+) -> PollOutcome:
+    assert source.id is not None
     source.last_polled_at = now
+    conditional = _conditional(source, settings=settings, now=now)
     try:
         response = fetcher.fetch(
             source.url,
             max_bytes=settings.fetch_max_feed_bytes,
-            etag=source.etag,
-            last_modified=source.last_modified,
+            etag=source.etag if conditional else None,
+            last_modified=source.last_modified if conditional else None,
         )
-        if response.not_modified:
-            _record_success(source, settings=settings, now=now, ttl_minutes=None)
-            return PollOutcome(source_id, "not_modified")
-        if not response.ok:
-            raise FeedError(f"HTTP {response.status}")
+    except FetchError as exc:
+        if exc.kind is FetchErrorKind.HOST_BUSY:
+            return _defer(source, settings=settings, now=now)
+        error_class = health.classify_fetch_error(exc.kind.value)
+        return _record_error(source, error_class, str(exc), None, settings=settings, now=now)
+    if not conditional:
+        source.last_unconditional_at = now
+    return _handle_response(source, response, session=session, settings=settings, now=now)
+
+
+def _handle_response(
+    source: Source, response: FetchResult, *, session: Session, settings: Settings, now: datetime
+) -> PollOutcome:
+    assert source.id is not None
+    hint = server_hint(response.headers, now=now)
+    if not (response.ok or response.not_modified):
+        challenge = health.looks_like_bot_challenge(response.headers, response.body)
+        error_class = health.classify_status(response.status, challenge=challenge)
+        error = f"HTTP {response.status}"
+        return _record_error(source, error_class, error, hint, settings=settings, now=now)
+    _follow_permanent_redirects(source, response, session=session, settings=settings)
+    if response.not_modified:
+        _record_success(source, None, hint, session=session, settings=settings, now=now)
+        return PollOutcome(source.id, "not_modified")
+    try:
         feed = parse_feed(response.body, url=response.url, headers=response.headers)
-    except (FetchError, FeedError) as exc:
-        _record_error(source, str(exc), settings=settings, now=now)
-        return PollOutcome(source_id, "error", error=str(exc))
+    except FeedError as exc:
+        error_class = health.ErrorClass.PERMANENT
+        return _record_error(source, error_class, str(exc), hint, settings=settings, now=now)
     source.etag = response.headers.get("etag")
     source.last_modified = response.headers.get("last-modified")
     new_ids = _store_entries(source, feed, session=session, settings=settings, now=now)
-    _record_success(source, settings=settings, now=now, ttl_minutes=feed.ttl_minutes)
-    if feed.problem:
-        source.health = SourceHealth.DEGRADED.value
-        source.last_error = f"feed recovered from: {feed.problem}"
-        source.last_error_at = now
+    hint = server_hint(response.headers, now=now, ttl_minutes=feed.ttl_minutes)
+    _record_success(source, feed.problem, hint, session=session, settings=settings, now=now)
     if not source.title:
         source.title = feed.title
         source.site_url = feed.site_url
-    return PollOutcome(source_id, "new", new_ids)
+    return PollOutcome(source.id, "new", new_ids)
+
+
+def _conditional(source: Source, *, settings: Settings, now: datetime) -> bool:
+    """Send the validators, except every fetch_unconditional_seconds: some servers answer 304
+    forever, whatever changed."""
+    last = source.last_unconditional_at
+    recent = last is not None and now - last < timedelta(
+        seconds=settings.fetch_unconditional_seconds
+    )
+    return bool(source.etag or source.last_modified) and recent
+
+
+def _follow_permanent_redirects(
+    source: Source, response: FetchResult, *, session: Session, settings: Settings
+) -> None:
+    """A feed moves to its 301/308 target once the redirect was seen on enough polls in a row."""
+    move = health.track_feed_move(
+        source.moved_to_url,
+        source.moved_count,
+        health.permanent_target(response.redirects),
+        confirmations=settings.feed_move_confirmations,
+    )
+    source.moved_to_url, source.moved_count = move.moved_to_url, move.moved_count
+    if move.new_url and not store.source_url_taken(session=session, url=move.new_url):
+        log.info("source %s moved permanently: %s -> %s", source.id, source.url, move.new_url)
+        source.url = move.new_url
 
 
 def _store_entries(
     source: Source, feed: ParsedFeed, *, session: Session, settings: Settings, now: datetime
 ) -> list[int]:
-    new_ids = []
+    to_fetch = []
     for entry in feed.entries[: settings.max_entries_per_poll]:
         article_id = _store_entry(source, entry, session=session, now=now)
         if article_id is not None:
-            new_ids.append(article_id)
-    return new_ids
+            to_fetch.append(article_id)
+    return to_fetch
 
 
 def _store_entry(
     source: Source, entry: ParsedEntry, *, session: Session, now: datetime
 ) -> int | None:
+    """A new entry becomes a pending article; a known one is updated in place. Returns the id
+    when the article needs (re)fetching."""
     assert source.id is not None
     if not entry.link:
         return None
+    known = store.article_by_guid(session=session, source_id=source.id, guid=entry.guid)
+    if known is not None:
+        return _update_entry(known, entry, session=session)
     canonical = canonical_url(entry.link)
-    if store.article_exists(
-        session=session, source_id=source.id, guid=entry.guid, canonical_url=canonical
-    ):
+    if store.canonical_url_taken(session=session, canonical_url=canonical):
         return None
     article = Article(
         source_id=source.id,
@@ -121,56 +257,152 @@ def _store_entry(
         author=entry.author,
         published_at=entry.published,
         discovered_at=now,
+        entry_hash=entry.entry_hash,
     )
     return store.insert_article(session=session, article=article)
 
 
+def _update_entry(article: Article, entry: ParsedEntry, *, session: Session) -> int | None:
+    """An entry edited in place (its hash changed) updates the article; a new link re-fetches."""
+    if article.entry_hash == entry.entry_hash:
+        return None
+    known_before = article.entry_hash is not None  # rows stored before hashes have none
+    article.entry_hash = entry.entry_hash
+    if not known_before:
+        return None
+    article.title, article.summary = entry.title, entry.summary
+    article.published_at = entry.published or article.published_at
+    canonical = canonical_url(entry.link)
+    if canonical == article.canonical_url or store.canonical_url_taken(
+        session=session, canonical_url=canonical
+    ):
+        return None
+    article.url, article.canonical_url = entry.link, canonical
+    article.extraction_status = ExtractionStatus.PENDING.value
+    return article.id
+
+
 def _record_success(
-    source: Source, *, settings: Settings, now: datetime, ttl_minutes: int | None
+    source: Source,
+    feed_problem: str | None,
+    hint: timedelta | None,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime,
 ) -> None:
-    source.health = SourceHealth.OK.value
+    assert source.id is not None
+    keep_degraded = feed_problem is None and source.health == SourceHealth.DEGRADED.value
+    if not keep_degraded:  # a 304 of a feed that needed repair is still that feed
+        source.health = health.health_after_success(feed_problem=feed_problem).value
+        source.last_error = f"feed recovered from: {feed_problem}" if feed_problem else None
+        source.last_error_at = now if feed_problem else source.last_error_at
     source.last_success_at = now
     source.consecutive_errors = 0
-    source.last_error = None
-    hint = timedelta(minutes=ttl_minutes) if ttl_minutes else None
-    source.next_poll_at = next_poll_at(
-        now, bounds=_bounds(settings), server_hint=hint, jitter=random.uniform(0, 0.25)
-    )
+    weekly = store.entries_since(session=session, source_id=source.id, since=now - WEEK)
+    _plan_next_poll(source, settings=settings, now=now, entries_last_week=weekly, hint=hint)
 
 
-def _record_error(source: Source, error: str, *, settings: Settings, now: datetime) -> None:
-    log.warning("poll of source %s failed: %s", source.id, error)
+def _record_error(
+    source: Source,
+    error_class: health.ErrorClass,
+    error: str,
+    hint: timedelta | None,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> PollOutcome:
+    assert source.id is not None
+    log.warning("poll of source %s failed (%s): %s", source.id, error_class.value, error)
     source.consecutive_errors += 1
-    source.health = SourceHealth.BACKING_OFF.value
+    source.health = health.health_after_error(
+        error_class,
+        last_success_at=source.last_success_at or source.created_at,
+        now=now,
+        dead_after=timedelta(days=settings.poll_dead_after_days),
+    ).value
     source.last_error = error
     source.last_error_at = now
+    _plan_next_poll(source, settings=settings, now=now, hint=hint)
+    return PollOutcome(source.id, "error", error=error)
+
+
+def _defer(source: Source, *, settings: Settings, now: datetime) -> PollOutcome:
+    """The host is over its request budget: poll again shortly; not an error."""
+    assert source.id is not None
+    delay = timedelta(seconds=settings.poll_defer_seconds)
+    source.next_poll_at = now + delay * (1 + random.uniform(0, settings.poll_jitter))
+    return PollOutcome(source.id, "deferred")
+
+
+def _plan_next_poll(
+    source: Source,
+    *,
+    settings: Settings,
+    now: datetime,
+    hint: timedelta | None,
+    entries_last_week: int | None = None,
+) -> None:
     source.next_poll_at = next_poll_at(
         now,
         bounds=_bounds(settings),
+        entries_last_week=entries_last_week,
         consecutive_errors=source.consecutive_errors,
-        jitter=random.uniform(0, 0.25),
+        server_hint=hint,
+        jitter=random.uniform(0, settings.poll_jitter),
     )
+    source.poll_interval_seconds = int((source.next_poll_at - now).total_seconds())
 
 
 def _bounds(settings: Settings) -> PollBounds:
     return PollBounds(
         timedelta(seconds=settings.poll_interval_min_seconds),
         timedelta(seconds=settings.poll_interval_max_seconds),
+        timedelta(seconds=settings.poll_max_backoff_seconds),
     )
+
+
+# ---------------------------------------------------------------- feed discovery
+
+
+def discover_feed(url: str, *, fetcher: Fetcher, settings: Settings) -> str:
+    """The feed behind url: url itself when it is a feed, else the first feed its page
+    announces (<link rel="alternate">) or found at a common path. Raises FeedError."""
+    response = fetcher.fetch(url, max_bytes=settings.fetch_max_feed_bytes)
+    if response.ok and is_feed(response.body, url=response.url, headers=response.headers):
+        return url
+    page = response.body if response.ok else b""
+    for candidate in feed_links(page, base_url=response.url):
+        try:
+            found = fetcher.fetch(candidate, max_bytes=settings.fetch_max_feed_bytes)
+        except FetchError:
+            continue
+        if found.ok and is_feed(found.body, url=found.url, headers=found.headers):
+            return candidate
+    raise FeedError(f"no feed found at {url}")
 
 
 # ---------------------------------------------------------------- fetching and extraction
 
 
 def fetch_article(
-    article_id: int, *, session: Session, fetcher: Fetcher, settings: Settings, now: datetime
+    article_id: int,
+    *,
+    session: Session,
+    fetcher: Fetcher,
+    settings: Settings,
+    now: datetime,
+    final_attempt: bool = True,
 ) -> bool:
     """Fetch and extract one pending article and mark it if it is an exact copy of another.
-    Returns whether the article goes on to clustering (a copy goes there to join its original)."""
+    Returns whether the article goes on to clustering (a copy goes there to join its original).
+    Raises RetryLater on a transient failure unless this is the final attempt."""
     article = session.get(Article, article_id)
     if article is None or article.extraction_status != ExtractionStatus.PENDING.value:
         return False
-    extracted, error = _download_and_extract(article.url, fetcher=fetcher, settings=settings)
+    extracted, error = _download_and_extract(
+        article.url, fetcher=fetcher, settings=settings, now=now, final_attempt=final_attempt
+    )
     _apply_extraction(article, extracted, error, now=now)
     if article.extraction_status == ExtractionStatus.FAILED.value:
         return False
@@ -179,16 +411,31 @@ def fetch_article(
 
 
 def _download_and_extract(
-    url: str, *, fetcher: Fetcher, settings: Settings
+    url: str, *, fetcher: Fetcher, settings: Settings, now: datetime, final_attempt: bool
 ) -> tuple[Extracted | None, str | None]:
     try:
+        if not fetcher.robots_allow(url):
+            return None, "disallowed by robots.txt"
         response = fetcher.fetch(url, max_bytes=settings.fetch_max_page_bytes)
     except FetchError as exc:
+        if exc.kind is FetchErrorKind.HOST_BUSY:
+            _retry_unless_final(str(exc), final_attempt, settings.poll_defer_seconds)
+        if health.is_transient(health.classify_fetch_error(exc.kind)):
+            _retry_unless_final(str(exc), final_attempt)
         return None, str(exc)
     if not response.ok:
+        if health.is_transient(health.classify_status(response.status)):
+            wait = schedule_retry_after(response.headers.get("retry-after", ""), now=now)
+            countdown = wait.total_seconds() if wait else None
+            _retry_unless_final(f"HTTP {response.status}", final_attempt, countdown)
         return None, f"HTTP {response.status}"
     extracted = extract_article(response.body, url=response.url)
     return extracted, None if extracted else "no article text found on the page"
+
+
+def _retry_unless_final(reason: str, final_attempt: bool, countdown: float | None = None) -> None:
+    if not final_attempt:
+        raise RetryLater(reason, countdown)
 
 
 def _apply_extraction(
@@ -226,54 +473,87 @@ def _mark_if_duplicate(article: Article, *, session: Session) -> None:
 # ---------------------------------------------------------------- clustering
 
 
-def cluster_article(article_id: int, *, session: Session, settings: Settings) -> int | None:
-    """Assign one extracted article to the most similar active story, or start a story.
-    Returns the story id. Exact duplicates follow their original."""
+def cluster_article(
+    article_id: int, *, session: Session, settings: Settings, now: datetime
+) -> int | None:
+    """Assign one extracted article to a story: a copy joins its original's story, a wall or
+    error page joins none, anything else goes through the story clusterer. Returns the story id."""
     store.lock_clustering(session=session)
     article = session.get(Article, article_id)
     if article is None or article.story_id is not None:
         return article.story_id if article else None
+    if article.duplicate_of_id is None:
+        if _mark_if_boilerplate(article):
+            return None
+        _mark_if_near_duplicate(article, session=session)
     if article.duplicate_of_id is not None:
         return _follow_original(article, session=session)
-    counts = tfidf.article_terms(article.title, article.text)
-    documents, frequencies = store.add_document(session=session, terms=counts)
-    vector = tfidf.tfidf_vector(counts, frequencies, documents)
-    published = article.published_at or article.discovered_at
-    since = published - timedelta(days=settings.cluster_window_days)
-    candidates = store.active_stories(session=session, since=since, language=article.language)
-    match = tfidf.best_match(
-        vector,
-        [tfidf.StoryVector(s.id or 0, s.centroid, s.article_count) for s in candidates],
-        threshold=settings.cluster_threshold,
-    )
-    story = session.get(Story, match.story_id) if match.story_id else None
-    story = _join_story(story, article, vector, session=session, published=published)
-    article.story_score = match.score
+    story = _assign_story(article, session=session, settings=settings, now=now)
     _gather_duplicates(article, story, session=session)
     return story.id
 
 
-def _join_story(
-    story: Story | None,
-    article: Article,
-    vector: dict[str, float],
-    *,
-    session: Session,
-    published: datetime,
+def _mark_if_boilerplate(article: Article) -> bool:
+    reason = boilerplate_reason(article.title, article.text)
+    if reason is not None:
+        article.extraction_status = ExtractionStatus.BOILERPLATE.value
+        article.fetch_error = reason
+    return reason is not None
+
+
+def _mark_if_near_duplicate(article: Article, *, session: Session) -> None:
+    """Find an earlier article with nearly the same text (MinHash LSH) and mark this a copy."""
+    assert article.id is not None
+    signature = minhash_signature(article.text)
+    bands = lsh_bands(signature)
+    candidates = store.articles_sharing_bands(session=session, bands=bands, exclude_id=article.id)
+    scored = [(estimated_jaccard(signature, c.minhash or []), c) for c in candidates]
+    similar = [(score, c) for score, c in scored if score >= NEAR_DUPLICATE_JACCARD]
+    if similar:
+        original = max(similar, key=lambda pair: (pair[0], -(pair[1].id or 0)))[1]
+        article.duplicate_of_id = original.duplicate_of_id or original.id
+    article.minhash = signature
+    store.add_article_bands(session=session, article_id=article.id, bands=bands)
+
+
+def _assign_story(
+    article: Article, *, session: Session, settings: Settings, now: datetime
 ) -> Story:
-    if story is None:
-        story = Story(headline=article.title, language=article.language)
-        story.first_seen = story.last_seen = published
-    story.centroid = tfidf.updated_centroid(story.centroid, story.article_count, vector)
+    state = SqlClusterState(session, now=now)
+    clusterer = StoryClusterer(
+        state, load_default_model(), window=timedelta(days=settings.cluster_window_days)
+    )
+    doc = ClusterDoc(
+        key=str(article.id),
+        title=article.title,
+        text=article.text,
+        published=article.published_at,
+        source=str(article.source_id),
+        language=article.language,
+    )
+    vectors = clusterer.vectorise(doc)
+    assignment = clusterer.place(doc.key, vectors, clusterer.score_candidates(vectors))
+    story = session.get(Story, state.story_id(assignment.story_key))
+    profile = state.story(assignment.story_key)
+    assert story is not None and profile is not None
+    article.story_id = story.id
+    article.story_score = assignment.score
+    session.flush()
+    _update_story(story, article, profile, representativeness(vectors, profile), session=session)
+    return story
+
+
+def _update_story(
+    story: Story, article: Article, profile: StoryProfile, fit: float, *, session: Session
+) -> None:
+    published = article.published_at or article.discovered_at
     story.article_count += 1
     story.first_seen = min(story.first_seen, published)
     story.last_seen = max(story.last_seen, published)
-    session.add(story)
-    session.flush()
-    article.story_id = story.id
-    session.flush()
     story.source_count = store.distinct_sources_in_story(session=session, story_id=story.id or 0)
-    return story
+    story.keywords = story_keywords(profile)
+    if story.article_count == 1 or fit > story.headline_score:
+        story.headline, story.headline_score = article.title, fit
 
 
 def _gather_duplicates(original: Article, story: Story, *, session: Session) -> None:
@@ -286,9 +566,179 @@ def _gather_duplicates(original: Article, story: Story, *, session: Session) -> 
 def _follow_original(article: Article, *, session: Session) -> int | None:
     original = session.get(Article, article.duplicate_of_id)
     if original is None or original.story_id is None:
-        return None
+        return None  # the original's clustering will gather this copy
     article.story_id = original.story_id
     story = session.get(Story, original.story_id)
     if story is not None:
         story.article_count += 1
+        story.last_seen = max(story.last_seen, article.published_at or article.discovered_at)
     return article.story_id
+
+
+# ---------------------------------------------------------------- story repair
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What one repair changed: story ids, (merged story, survivor) and (story, split-off)."""
+
+    merged: list[tuple[int, int]] = field(default_factory=list)
+    split: list[tuple[int, int]] = field(default_factory=list)
+
+
+def repair_stories(*, session: Session, settings: Settings, now: datetime) -> RepairReport:
+    """Among the stories active in the repair window, split off the articles of stories that
+    drifted onto another event, then merge stories that are one event. A merged story keeps its
+    row and points at its survivor. A second run finds nothing to do."""
+    store.lock_clustering(session=session)
+    state = SqlClusterState(session, now=now)
+    limits = ClusterLimits()  # the clusterer's, so repaired profiles look like streamed ones
+    split = [
+        pair
+        for story in _repair_candidates(session=session, settings=settings, now=now)
+        for pair in _split_story(story, state, session=session, limits=limits)
+    ]
+    stories = _repair_candidates(session=session, settings=settings, now=now)
+    profiles = [StoryProfile.from_json(story.profile) for story in stories]
+    merged = [
+        _merge_stories(loser, survivor, state, session=session, limits=limits)
+        for loser, survivor in repair.merge_pairs(profiles, limits=limits)
+    ]
+    if merged or split:
+        log.info("story repair: merged %s, split %s", merged, split)
+    return RepairReport(merged, split)
+
+
+def _repair_candidates(*, session: Session, settings: Settings, now: datetime) -> list[Story]:
+    since = now - timedelta(hours=settings.cluster_repair_window_hours)
+    limit = settings.cluster_repair_max_stories
+    return store.active_stories(session=session, since=since, limit=limit)
+
+
+def _split_story(
+    story: Story, state: SqlClusterState, *, session: Session, limits: ClusterLimits
+) -> list[tuple[int, int]]:
+    """Move the groups of articles that left the story into stories of their own; the core
+    keeps the story, with a profile rebuilt from its articles. Returns (story, new story)."""
+    assert story.id is not None and story.cluster_key is not None
+    articles = store.articles_in_story(session=session, story_id=story.id)
+    originals = [a for a in articles if a.duplicate_of_id is None]
+    vectors = _member_vectors(originals, state)
+    leaving = repair.split_members(vectors)
+    if not leaving:
+        return []
+    by_id = {a.id or 0: a for a in originals}
+    new_ids = []
+    for group in leaving:
+        members = [(by_id[i], vectors[i]) for i in group]
+        new_ids.append(_split_off(members, articles, story, state, session=session, limits=limits))
+    left = {article_id for group in leaving for article_id in group}
+    core = [(a, vectors[a.id or 0]) for a in originals if a.id not in left]
+    _rebuild_story(story, story.cluster_key, core, state, session=session, limits=limits)
+    return [(story.id, new_id) for new_id in new_ids]
+
+
+def _member_vectors(articles: list[Article], state: SqlClusterState) -> dict[int, DocVectors]:
+    """The articles' vectors under today's document frequencies (nothing is counted again)."""
+    bags = {a.id or 0: extract_terms(a.title, a.text) for a in articles}
+    frequencies = state.document_frequencies({t for b in bags.values() for t in b.all_terms()})
+    documents = state.document_count()
+    return {
+        a.id or 0: repair.weigh(
+            bags[a.id or 0],
+            frequencies,
+            documents,
+            published=a.published_at or a.discovered_at,
+            language=a.language,
+        )
+        for a in articles
+    }
+
+
+def _split_off(
+    members: list[tuple[Article, DocVectors]],
+    articles: Sequence[Article],
+    story: Story,
+    state: SqlClusterState,
+    *,
+    session: Session,
+    limits: ClusterLimits,
+) -> int:
+    """A new story for `members` (with their copies); returns its id."""
+    key = _free_cluster_key(state, f"split-{members[0][0].id}")
+    state.save_story(StoryProfile(key=key, language=story.language))
+    new = session.get(Story, state.story_id(key))
+    assert new is not None and new.id is not None
+    moving = {article.id for article, _ in members}
+    for article in articles:
+        if article.id in moving or article.duplicate_of_id in moving:
+            article.story_id = new.id
+    _rebuild_story(new, key, members, state, session=session, limits=limits)
+    return new.id
+
+
+def _free_cluster_key(state: SqlClusterState, base: str) -> str:
+    key, n = base, 1
+    while state.story_id(key) is not None:
+        n += 1
+        key = f"{base}-{n}"
+    return key
+
+
+def _rebuild_story(
+    story: Story,
+    key: str,
+    members: list[tuple[Article, DocVectors]],
+    state: SqlClusterState,
+    *,
+    session: Session,
+    limits: ClusterLimits,
+) -> None:
+    """The story's profile, headline and figures, from its (remaining) member articles."""
+    profile = repair.profile_of(key, story.language, [v for _, v in members], limits)
+    state.save_story(profile)
+    fits = [(representativeness(vectors, profile), a.title) for a, vectors in members]
+    story.headline_score, story.headline = max(fits, key=lambda fit: fit[0])
+    _refresh_story(story, profile, session=session)
+
+
+def _merge_stories(
+    loser_key: str,
+    survivor_key: str,
+    state: SqlClusterState,
+    *,
+    session: Session,
+    limits: ClusterLimits,
+) -> tuple[int, int]:
+    """Move the loser's articles to the survivor, whose profile becomes the union; the loser
+    leaves the index and redirects to the survivor. Returns (loser, survivor) ids."""
+    loser = session.get(Story, state.story_id(loser_key))
+    survivor = session.get(Story, state.story_id(survivor_key))
+    assert loser is not None and loser.id is not None
+    assert survivor is not None and survivor.id is not None
+    profile = repair.merged_profile(
+        StoryProfile.from_json(survivor.profile), StoryProfile.from_json(loser.profile), limits
+    )
+    state.save_story(profile)
+    for article in store.articles_in_story(session=session, story_id=loser.id):
+        article.story_id = survivor.id
+    if loser.headline_score > survivor.headline_score:
+        survivor.headline, survivor.headline_score = loser.headline, loser.headline_score
+    loser.merged_into_id, loser.profile = survivor.id, {}
+    loser.article_count = loser.source_count = 0
+    session.flush()
+    store.retire_story(session=session, story_id=loser.id, survivor_id=survivor.id)
+    _refresh_story(survivor, profile, session=session)
+    return loser.id, survivor.id
+
+
+def _refresh_story(story: Story, profile: StoryProfile, *, session: Session) -> None:
+    """Counts, time span and keywords of a story whose articles changed."""
+    assert story.id is not None
+    session.flush()
+    story.article_count = store.count_story_articles(session=session, story_id=story.id)
+    story.source_count = store.distinct_sources_in_story(session=session, story_id=story.id)
+    span = store.story_time_range(session=session, story_id=story.id)
+    if span is not None:
+        story.first_seen, story.last_seen = span
+    story.keywords = story_keywords(profile)

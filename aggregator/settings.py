@@ -55,9 +55,29 @@ class Settings(BaseSettings):
     poll_interval_max_seconds: int = Field(24 * 3600, gt=0)
     poll_batch_size: int = Field(100, gt=0)
     max_entries_per_poll: int = Field(100, gt=0)
+    poll_jitter: float = Field(0.25, ge=0, le=1, description="Random extra share of an interval.")
+    poll_lease_seconds: int = Field(600, gt=0, description="A poll in flight longer is re-queued.")
+    poll_defer_seconds: int = Field(
+        60, gt=0, description="Delay of a poll its host has no budget for."
+    )
+    poll_max_backoff_seconds: int = Field(7 * 24 * 3600, gt=0)
+    poll_dead_after_days: float = Field(30.0, gt=0)
+    fetch_unconditional_seconds: int = Field(12 * 3600, gt=0)
+    feed_move_confirmations: int = Field(3, ge=1)
+    host_requests_per_minute: int = Field(30, gt=0)
+    host_max_concurrent: int = Field(2, gt=0)
+    robots_cache_seconds: int = Field(3600, gt=0)
+    fetch_retries: int = Field(
+        3, ge=0, description="Task retries of an article fetch on transient errors."
+    )
 
-    cluster_threshold: float = Field(0.25, gt=0, lt=1)
-    cluster_window_days: float = Field(7.0, gt=0)
+    cluster_window_days: float = Field(365.0, gt=0)
+    cluster_repair_window_hours: float = Field(
+        72.0, gt=0, description="Story repair looks at stories active this recently."
+    )
+    cluster_repair_max_stories: int = Field(
+        500, gt=0, description="Story repair looks at most at this many (latest) stories."
+    )
 
     api_host: str = Field("127.0.0.1")
     api_port: int = Field(8000, gt=0, lt=65536)

@@ -4,14 +4,23 @@ transaction."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, delete, func, or_
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from aggregator.models import Article, ClusterTerm, DigestDelivery, Source, Story, Subscriber
+from aggregator.models import (
+    Article,
+    ArticleBand,
+    ClusterTerm,
+    DigestDelivery,
+    Source,
+    Story,
+    StoryIndexEntry,
+    Subscriber,
+)
 
 DOCUMENT_COUNT_TERM = ""  # the cluster_terms row with the empty term counts clustered articles
 
@@ -33,15 +42,72 @@ def list_sources(*, session: Session) -> Sequence[Source]:
     return session.exec(select(Source).order_by(col(Source.id))).all()
 
 
-def due_source_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
-    """Sources whose next poll time has come, the longest-waiting first."""
+def due_source_ids(
+    *, session: Session, now: datetime, limit: int, stale_before: datetime | None = None
+) -> list[int]:
+    """Sources whose next poll time has come and that no poll holds (or whose poll started
+    before `stale_before`: lost, re-queued by the watchdog), the longest-waiting first."""
     query = (
         select(Source.id)
-        .where(Source.next_poll_at <= now)
+        .where(Source.next_poll_at <= now, _lease_free(stale_before or now))
         .order_by(col(Source.next_poll_at), col(Source.id))
         .limit(limit)
     )
     return [source_id for source_id in session.exec(query).all() if source_id is not None]
+
+
+def _lease_free(stale_before: datetime) -> ColumnElement[bool]:
+    started = col(Source.poll_started_at)
+    return or_(started.is_(None), started < stale_before)
+
+
+def claim_source(
+    *, session: Session, source_id: int, now: datetime, stale_before: datetime
+) -> bool:
+    """Take the poll lease of a due source with one conditional UPDATE: of many schedulers or
+    workers racing for it (SQLite or PostgreSQL), exactly one wins."""
+    statement = (
+        update(Source)
+        .where(col(Source.id) == source_id, col(Source.next_poll_at) <= now)
+        .where(_lease_free(stale_before))
+        .values(poll_started_at=now)
+    )
+    return _rowcount(session.execute(statement)) == 1
+
+
+def release_source(*, session: Session, source_id: int, lease: datetime) -> bool:
+    """Give the lease back; False when it is no longer ours (the watchdog gave it away)."""
+    statement = (
+        update(Source)
+        .where(col(Source.id) == source_id, col(Source.poll_started_at) == lease)
+        .values(poll_started_at=None)
+    )
+    return _rowcount(session.execute(statement)) == 1
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0))
+
+
+def entries_since(*, session: Session, source_id: int, since: datetime) -> int:
+    """Articles of the source published (or, undated, discovered) since `since`."""
+    when = func.coalesce(col(Article.published_at), col(Article.discovered_at))
+    query = select(func.count()).where(col(Article.source_id) == source_id, when >= since)
+    return int(session.exec(query).one())
+
+
+def article_by_guid(*, session: Session, source_id: int, guid: str) -> Article | None:
+    query = select(Article).where(Article.source_id == source_id, Article.guid == guid)
+    return session.exec(query).first()
+
+
+def source_url_taken(*, session: Session, url: str) -> bool:
+    return session.exec(select(Source.id).where(Source.url == url)).first() is not None
+
+
+def canonical_url_taken(*, session: Session, canonical_url: str) -> bool:
+    query = select(Article.id).where(Article.canonical_url == canonical_url).limit(1)
+    return session.exec(query).first() is not None
 
 
 def article_exists(*, session: Session, source_id: int, guid: str, canonical_url: str) -> bool:
@@ -97,24 +163,19 @@ def add_document(*, session: Session, terms: Iterable[str]) -> tuple[int, dict[s
 
 
 def _upsert_terms(session: Session, terms: Sequence[str], *, increment: int) -> None:
+    """One statement, executed for many rows (compiled once, cached across calls)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(ClusterTerm).values(
-        [{"term": t, "document_count": increment} for t in terms]
+        term=bindparam("term"), document_count=bindparam("increment")
     )
     statement = statement.on_conflict_do_update(
         index_elements=["term"],
-        set_={"document_count": col(ClusterTerm.document_count) + increment},
+        set_={
+            "document_count": col(ClusterTerm.document_count) + statement.excluded.document_count
+        },
     )
-    session.execute(statement)
-
-
-def active_stories(*, session: Session, since: datetime, language: str | None) -> Sequence[Story]:
-    """Unmerged stories seen since `since`, in the article's language (any, if unknown)."""
-    query = select(Story).where(Story.last_seen >= since, col(Story.merged_into_id).is_(None))
-    if language:
-        query = query.where(or_(col(Story.language) == language, col(Story.language).is_(None)))
-    return session.exec(query).all()
+    session.execute(statement, [{"term": t, "increment": increment} for t in terms])
 
 
 def distinct_sources_in_story(*, session: Session, story_id: int) -> int:
@@ -154,5 +215,96 @@ def story_of_urls(*, session: Session, urls: Sequence[str]) -> dict[str, str]:
 
 def delete_everything(*, session: Session) -> None:
     """Empty every table (the demo's --reset)."""
-    for table in (DigestDelivery, Subscriber, Article, Story, ClusterTerm, Source):
+    tables = (DigestDelivery, Subscriber, ArticleBand, StoryIndexEntry, Article, Story, ClusterTerm)
+    for table in (*tables, Source):
         session.execute(delete(table))
+
+
+def articles_sharing_bands(
+    *, session: Session, bands: Sequence[str], exclude_id: int
+) -> Sequence[Article]:
+    """Articles whose MinHash shares at least one LSH band with the given bands."""
+    wanted = set(enumerate(bands))
+    rows = session.exec(
+        select(ArticleBand.article_id, ArticleBand.band, ArticleBand.hash).where(
+            col(ArticleBand.hash).in_(bands)
+        )
+    ).all()
+    ids = {article_id for article_id, band, hash_ in rows if (band, hash_) in wanted}
+    ids.discard(exclude_id)
+    return session.exec(select(Article).where(col(Article.id).in_(ids))).all() if ids else []
+
+
+def add_article_bands(*, session: Session, article_id: int, bands: Sequence[str]) -> None:
+    rows = [{"article_id": article_id, "band": i, "hash": h} for i, h in enumerate(bands)]
+    session.execute(insert(ArticleBand), rows)
+
+
+# ---------------------------------------------------------------- story repair
+
+MAX_REDIRECT_HOPS = 16  # merges are re-pointed at the survivor, so chains stay short
+
+
+def active_stories(*, session: Session, since: datetime, limit: int) -> list[Story]:
+    """Unmerged stories with a clusterer profile and an article since `since`: the `limit`
+    latest, returned oldest (lowest id) first."""
+    query = (
+        select(Story)
+        .where(col(Story.merged_into_id).is_(None), col(Story.cluster_key).is_not(None))
+        .where(col(Story.last_seen) >= since)
+        .order_by(col(Story.last_seen).desc(), col(Story.id).desc())
+        .limit(limit)
+    )
+    return sorted((s for s in session.exec(query).all() if s.profile), key=lambda s: s.id or 0)
+
+
+def articles_in_story(*, session: Session, story_id: int) -> Sequence[Article]:
+    """The story's articles, copies included, oldest first."""
+    when = func.coalesce(col(Article.published_at), col(Article.discovered_at))
+    query = select(Article).where(Article.story_id == story_id).order_by(when, col(Article.id))
+    return session.exec(query).all()
+
+
+def story_time_range(*, session: Session, story_id: int) -> tuple[datetime, datetime] | None:
+    """The earliest and latest publication (or discovery) time of the story's articles."""
+    when = func.coalesce(col(Article.published_at), col(Article.discovered_at))
+    query = select(func.min(when), func.max(when)).where(Article.story_id == story_id)
+    first, last = session.exec(query).one()
+    if first is None or last is None:
+        return None
+    return _utc(first), _utc(last)
+
+
+def _utc(moment: datetime | str) -> datetime:
+    """An aggregate over a UTC column comes back naive (or as text) on SQLite."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def count_story_articles(*, session: Session, story_id: int) -> int:
+    query = select(func.count()).where(Article.story_id == story_id)
+    return int(session.exec(query).one())
+
+
+def retire_story(*, session: Session, story_id: int, survivor_id: int) -> None:
+    """Mark a story merged into `survivor_id`: it leaves the clusterer's index, and stories
+    merged into it earlier now point at the survivor."""
+    session.execute(delete(StoryIndexEntry).where(col(StoryIndexEntry.story_id) == story_id))
+    session.execute(
+        update(Story)
+        .where(col(Story.merged_into_id) == story_id)
+        .values(merged_into_id=survivor_id)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def story_survivor(*, session: Session, story_id: int) -> Story | None:
+    """The story that answers for `story_id`: itself, or the story it was merged into (following
+    merges, at most MAX_REDIRECT_HOPS). None if the id never existed."""
+    story = session.get(Story, story_id)
+    for _ in range(MAX_REDIRECT_HOPS):
+        if story is None or story.merged_into_id is None:
+            break
+        story = session.get(Story, story.merged_into_id)
+    return story

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -151,3 +152,31 @@ def site() -> Iterator[FixtureSite]:
     yield fixture
     server.shutdown()
     server.server_close()
+
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_name_lookups_off_this_machine() -> Iterator[None]:
+    """Tests never ask a DNS server: a host name other than localhost fails to resolve here,
+    before any packet leaves. (IP literals pass; the fetcher's guard decides about them.)"""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_only(host: object, *args: object, **kwargs: object) -> object:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.lower() not in _LOCAL_NAMES and not _is_ip_literal(name):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no names: {name}")
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", local_only)
+        yield
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True

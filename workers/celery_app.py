@@ -72,12 +72,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "workers.tasks.poll_feed": {"queue": "polling"},
             "workers.tasks.fetch_article": {"queue": "fetching"},
             "workers.tasks.cluster_article": {"queue": "clustering"},
+            "workers.tasks.repair_stories": {"queue": "clustering"},
         },
         "task_soft_time_limit": 120,
         "task_time_limit": 180,
         "broker_connection_retry_on_startup": True,
         "beat_schedule": {
-            "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 60.0}
+            "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 60.0},
+            "repair-stories": {
+                "task": "workers.tasks.repair_stories",
+                "schedule": 30 * 60.0,
+                "options": {"expires": 25 * 60},  # a late run is dropped, the next one comes
+            },
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
         "timezone": "UTC",

@@ -48,20 +48,21 @@ def crawl_due_sources(progress: Progress | None = None) -> CrawlReport:
     polled: set[int] = set()
     new_articles = 0
     with eager_tasks():
-        while batch := [i for i in _due_source_ids() if i not in polled]:
-            for source_id in batch:
+        while batch := [(i, lease) for i, lease in _claim_due_sources() if i not in polled]:
+            for source_id, lease in batch:
                 polled.add(source_id)
-                new = int(tasks.poll_feed.delay(source_id).get())
+                new = int(tasks.poll_feed.delay(source_id, lease.isoformat()).get())
                 new_articles += new
                 if progress is not None:
                     progress(_source(source_id), new)
     return CrawlReport(len(polled), new_articles)
 
 
-def _due_source_ids() -> list[int]:
+def _claim_due_sources() -> list[tuple[int, datetime]]:
     rt = runtime()
     with session_scope(rt.engine) as session:
-        return pipeline.due_sources(session=session, settings=rt.settings, now=datetime.now(UTC))
+        now = datetime.now(UTC)
+        return pipeline.schedule_due_feeds(session=session, settings=rt.settings, now=now)
 
 
 def _source(source_id: int) -> Source:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from celery import Task
 
 from aggregator import pipeline
 from aggregator.db import session_scope
@@ -17,31 +20,45 @@ def _now() -> datetime:
 def schedule_due_feeds() -> int:
     rt = runtime()
     with session_scope(rt.engine) as session:
-        source_ids = pipeline.due_sources(session=session, settings=rt.settings, now=_now())
-    for source_id in source_ids:
-        poll_feed.delay(source_id)
-    return len(source_ids)
+        claimed = pipeline.schedule_due_feeds(session=session, settings=rt.settings, now=_now())
+    for source_id, lease in claimed:
+        poll_feed.delay(source_id, lease.isoformat())
+    return len(claimed)
 
 
 @app.task(name="workers.tasks.poll_feed")
-def poll_feed(source_id: int) -> int:
+def poll_feed(source_id: int, lease: str | None = None) -> int:
     rt = runtime()
     with session_scope(rt.engine) as session:
         outcome = pipeline.poll_feed(
-            source_id, session=session, fetcher=rt.fetcher, settings=rt.settings, now=_now()
+            source_id,
+            session=session,
+            fetcher=rt.fetcher,
+            settings=rt.settings,
+            now=_now(),
+            lease=datetime.fromisoformat(lease) if lease else None,
         )
     for article_id in outcome.new_article_ids:
         fetch_article.delay(article_id)
     return len(outcome.new_article_ids)
 
 
-@app.task(name="workers.tasks.fetch_article")
-def fetch_article(article_id: int) -> bool:
+@app.task(name="workers.tasks.fetch_article", bind=True, max_retries=None)
+def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
     rt = runtime()
-    with session_scope(rt.engine) as session:
-        to_cluster = pipeline.fetch_article(
-            article_id, session=session, fetcher=rt.fetcher, settings=rt.settings, now=_now()
-        )
+    try:
+        with session_scope(rt.engine) as session:
+            to_cluster = pipeline.fetch_article(
+                article_id,
+                session=session,
+                fetcher=rt.fetcher,
+                settings=rt.settings,
+                now=_now(),
+                final_attempt=self.request.retries >= rt.settings.fetch_retries,
+            )
+    except pipeline.RetryLater as exc:
+        countdown = exc.countdown or 30 * 2**self.request.retries
+        raise self.retry(exc=exc, countdown=countdown) from exc
     if to_cluster:
         cluster_article.delay(article_id)
     return to_cluster
@@ -51,4 +68,14 @@ def fetch_article(article_id: int) -> bool:
 def cluster_article(article_id: int) -> int | None:
     rt = runtime()
     with session_scope(rt.engine) as session:
-        return pipeline.cluster_article(article_id, session=session, settings=rt.settings)
+        return pipeline.cluster_article(
+            article_id, session=session, settings=rt.settings, now=_now()
+        )
+
+
+@app.task(name="workers.tasks.repair_stories", soft_time_limit=600, time_limit=660)
+def repair_stories() -> int:
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        report = pipeline.repair_stories(session=session, settings=rt.settings, now=_now())
+    return len(report.merged) + len(report.split)

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
@@ -60,11 +61,17 @@ def list_stories(
     return [_story_out(s) for s in store.latest_stories(session=session, limit=limit)]
 
 
-@router.get("/stories/{story_id}", response_model=StoryDetailOut)
-def get_story(story_id: int, session: SessionDep) -> StoryDetailOut:
-    story = session.get(Story, story_id)
+@router.get(
+    "/stories/{story_id}",
+    response_model=StoryDetailOut,
+    responses={308: {"description": "The story was merged into the one named by Location."}},
+)
+def get_story(story_id: int, session: SessionDep) -> StoryDetailOut | RedirectResponse:
+    story = store.story_survivor(session=session, story_id=story_id)
     if story is None:
         raise HTTPException(status_code=404, detail="no such story")
+    if story.id != story_id:  # merged: its id keeps answering, with the survivor's address
+        return RedirectResponse(f"/stories/{story.id}", status_code=308)
     rows = store.story_articles(session=session, story_id=story_id)
     articles = [_article_out(article, source) for article, source in rows]
     return StoryDetailOut(**_story_out(story).model_dump(), articles=articles)

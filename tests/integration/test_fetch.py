@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-import httpx
+import httpcore
 import pytest
 
 from aggregator.fetch import Fetcher, FetchError, FetchErrorKind
 from aggregator.settings import Settings
 from aggregator.urls import IpAddress
-from tests.conftest import LOOPBACK, FixtureSite
+from tests.conftest import LOOPBACK, FixtureSite, _handler_for
 
 FAKE_DNS = {
     "metadata.test": "169.254.169.254",
@@ -26,11 +30,19 @@ FAKE_DNS = {
 }
 
 
-class LoopbackOnlyTransport(httpx.HTTPTransport):
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if not ipaddress.ip_address(request.url.host).is_loopback:
-            raise AssertionError(f"the test tried to connect to {request.url.host}")
-        return super().handle_request(request)
+class LoopbackOnlyBackend(httpcore.SyncBackend):
+    """Under the guard: any connection off loopback fails the test instead of leaving."""
+
+    def __init__(self) -> None:
+        self.connected: list[str] = []
+
+    def connect_tcp(
+        self, host: str, port: int, *args: Any, **kwargs: Any
+    ) -> httpcore.NetworkStream:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise AssertionError(f"the test tried to connect to {host}")
+        self.connected.append(host)
+        return super().connect_tcp(host, port, *args, **kwargs)
 
 
 def _resolver(host: str, port: int) -> list[IpAddress]:
@@ -44,7 +56,7 @@ def _fetcher(*, allow_loopback: bool = True, **overrides: object) -> Fetcher:
         fetch_timeout=5,
         **overrides,  # type: ignore[arg-type]
     )
-    return Fetcher(settings, resolver=_resolver, transport=LoopbackOnlyTransport())
+    return Fetcher(settings, resolver=_resolver, network_backend=LoopbackOnlyBackend())
 
 
 def test_plain_get_sends_an_honest_user_agent(site: FixtureSite) -> None:
@@ -131,3 +143,126 @@ def test_connection_refused_is_a_network_error() -> None:
     with pytest.raises(FetchError) as caught:
         _fetcher().fetch("http://127.0.0.9:9/", max_bytes=100)
     assert caught.value.kind is FetchErrorKind.NETWORK
+
+
+# ---------------------------------------------------------------- DNS rebinding, IPv6
+
+
+class RebindingResolver:
+    """Answers `first` once, then `later` for ever: a rebinding attacker's DNS."""
+
+    def __init__(self, first: str, later: str) -> None:
+        self.answers = [first, later]
+        self.calls = 0
+
+    def __call__(self, host: str, port: int) -> list[IpAddress]:
+        self.calls += 1
+        return [ipaddress.ip_address(self.answers[min(self.calls - 1, 1)])]
+
+
+@pytest.fixture
+def trap(site: FixtureSite) -> Iterator[FixtureSite]:
+    """A second server on the site's port at another loopback address, outside the allow list."""
+    server = ThreadingHTTPServer(("127.0.0.66", site.port), BaseHTTPRequestHandler)
+    fixture = FixtureSite("127.0.0.66", site.port)
+    server.RequestHandlerClass = _handler_for(fixture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield fixture
+    server.shutdown()
+    server.server_close()
+
+
+def _rebinding_fetcher(resolver: RebindingResolver) -> tuple[Fetcher, LoopbackOnlyBackend]:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        fetch_allow_networks=[ipaddress.ip_network("127.0.0.9/32")],
+        fetch_timeout=5,
+    )
+    backend = LoopbackOnlyBackend()
+    return Fetcher(settings, resolver=resolver, network_backend=backend), backend
+
+
+def test_the_checked_address_is_the_one_connected_to(site: FixtureSite, trap: FixtureSite) -> None:
+    site.serve("/x", "the real site")
+    trap.serve("/x", "the trap")
+    resolver = RebindingResolver(first="127.0.0.9", later="127.0.0.66")
+    fetcher, backend = _rebinding_fetcher(resolver)
+    result = fetcher.fetch(f"http://rebind.test:{site.port}/x", max_bytes=100)
+    assert result.body == b"the real site"
+    assert trap.hits == [] and backend.connected == ["127.0.0.9"] and resolver.calls == 1
+
+
+def test_a_second_connection_is_checked_again(site: FixtureSite, trap: FixtureSite) -> None:
+    site.serve("/x", "the real site")
+    resolver = RebindingResolver(first="127.0.0.9", later="127.0.0.66")
+    fetcher, backend = _rebinding_fetcher(resolver)
+    fetcher.fetch(f"http://rebind.test:{site.port}/x", max_bytes=100)
+    fetcher.close()  # no pooled connection to reuse: the next request resolves anew
+    fetcher, backend = _rebinding_fetcher(resolver)
+    with pytest.raises(FetchError) as caught:
+        fetcher.fetch(f"http://rebind.test:{site.port}/x", max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BLOCKED_ADDRESS
+    assert trap.hits == [] and backend.connected == []
+
+
+def test_a_private_first_answer_is_refused_before_any_connection(site: FixtureSite) -> None:
+    site.serve("/x", "hello")
+    fetcher, backend = _rebinding_fetcher(RebindingResolver("169.254.169.254", "127.0.0.9"))
+    with pytest.raises(FetchError) as caught:
+        fetcher.fetch(f"http://rebind.test:{site.port}/x", max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BLOCKED_ADDRESS
+    assert site.hits == [] and backend.connected == []
+
+
+def test_one_private_address_among_public_ones_is_refused() -> None:
+    def resolver(host: str, port: int) -> list[IpAddress]:
+        return [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.1")]
+
+    fetcher = Fetcher(
+        Settings(_env_file=None),  # type: ignore[call-arg]
+        resolver=resolver,
+        network_backend=LoopbackOnlyBackend(),
+    )
+    with pytest.raises(FetchError) as caught:
+        fetcher.fetch("http://mixed.test/", max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BLOCKED_ADDRESS
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]/",
+        "http://[fd12::1]/",
+        "http://[fe80::1]/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[::ffff:127.0.0.1]:9/",
+    ],
+)
+def test_ipv6_literals_are_refused(url: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        _fetcher(allow_loopback=False).fetch(url, max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BLOCKED_ADDRESS
+
+
+@pytest.mark.parametrize(
+    "target", ["http://v6loop.test/", "http://ula.test/", "http://[::1]/", "http://[fd00::5]:8080/"]
+)
+def test_redirects_to_ipv6_private_hosts_are_refused(site: FixtureSite, target: str) -> None:
+    url = site.serve("/r", "", status=301, headers={"Location": target})
+    with pytest.raises(FetchError) as caught:
+        _fetcher().fetch(url, max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BLOCKED_ADDRESS
+    assert site.hits == ["/r"]
+
+
+def test_a_redirect_to_a_rebinding_host_connects_to_the_checked_address(
+    site: FixtureSite, trap: FixtureSite
+) -> None:
+    site.serve("/r", "", status=302, headers={"Location": f"http://rebind.test:{site.port}/x"})
+    site.serve("/x", "the real site")
+    trap.serve("/x", "the trap")
+    resolver = RebindingResolver(first="127.0.0.9", later="127.0.0.66")
+    fetcher, _ = _rebinding_fetcher(resolver)
+    assert fetcher.fetch(site.url("/r"), max_bytes=100).body == b"the real site"
+    assert trap.hits == []

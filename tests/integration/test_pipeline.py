@@ -69,7 +69,7 @@ def _run_once(engine: Engine, settings: Settings, feed_url: str) -> list[int]:
             )
         if go_on:
             with session_scope(engine) as session:
-                pipeline.cluster_article(article_id, session=session, settings=settings)
+                pipeline.cluster_article(article_id, session=session, settings=settings, now=NOW)
     fetcher.close()
     return outcome.new_article_ids
 

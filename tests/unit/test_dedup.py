@@ -1,4 +1,14 @@
-from aggregator.dedup import content_hash, normalise_text
+import pytest
+
+from aggregator.dedup import (
+    NEAR_DUPLICATE_JACCARD,
+    boilerplate_reason,
+    content_hash,
+    estimated_jaccard,
+    lsh_bands,
+    minhash_signature,
+    normalise_text,
+)
 
 BODY = "Putin said several elements of the plan were unacceptable. " * 10
 
@@ -17,3 +27,62 @@ def test_one_changed_word_changes_the_hash() -> None:
 
 def test_short_bodies_are_told_apart_by_title() -> None:
     assert content_hash("Storm hits Odesa", "Read more") != content_hash("Rates cut", "Read more")
+
+
+REPORT = (
+    "Russian President Vladimir Putin said on Thursday that several points of the American plan to end "
+    "the war in Ukraine were unacceptable to Moscow, after a five-hour meeting in the Kremlin with the "
+    "US envoys Steve Witkoff and Jared Kushner. He said the proposal now had 27 points in four packages "
+    "and that Russia would take all of the Donetsk region, while Trump said his envoys believed Putin "
+    "wanted a deal and European leaders doubted it."
+)
+
+
+def test_identical_texts_have_identical_signatures() -> None:
+    assert estimated_jaccard(minhash_signature(REPORT), minhash_signature(REPORT)) == 1.0
+    assert lsh_bands(minhash_signature(REPORT)) == lsh_bands(minhash_signature(REPORT))
+
+
+def test_a_lightly_edited_copy_is_a_near_duplicate() -> None:
+    copy = "From our wire service. " + REPORT.replace("on Thursday", "late on Thursday").replace(
+        "doubted it.", "remained sceptical."
+    )
+    similarity = estimated_jaccard(minhash_signature(REPORT), minhash_signature(copy))
+    assert similarity >= NEAR_DUPLICATE_JACCARD
+    assert set(lsh_bands(minhash_signature(REPORT))) & set(lsh_bands(minhash_signature(copy)))
+
+
+def test_another_report_of_the_same_event_is_not() -> None:
+    other = (
+        "The Kremlin has rejected parts of Washington's peace proposal. Speaking to an Indian "
+        "broadcaster before his trip to New Delhi, the Russian leader described the talks with "
+        "Witkoff and Kushner as useful but difficult, and repeated his demand for the whole of Donetsk."
+    )
+    assert estimated_jaccard(minhash_signature(REPORT), minhash_signature(other)) < 0.2
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "wall"),
+    [
+        (
+            "Page not found",
+            "Sorry, the page you are looking for could not be found. Error 404.",
+            True,
+        ),
+        ("Subscribe", "Subscribe now to continue reading. Already a subscriber? Sign in.", True),
+        ("Just a moment", "Please verify you are a human to continue. Captcha.", True),
+        (
+            "Before you continue",
+            "We use cookies. Accept all cookies or manage cookie settings.",
+            True,
+        ),
+        ("Kremlin rejects plan", REPORT, False),
+        (
+            "Cookies and cake",
+            "A 404-word essay on cookies. " + "Baking is a craft of patience. " * 40,
+            False,
+        ),
+    ],
+)
+def test_walls_and_error_pages_are_recognised(title: str, text: str, wall: bool) -> None:
+    assert (boilerplate_reason(title, text) is not None) is wall

@@ -51,11 +51,11 @@ def test_toml_file_is_read_below_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     config = tmp_path / "aggregator.toml"
-    config.write_text('cluster_threshold = 0.4\nuser_agent = "from-toml"\n')
+    config.write_text('cluster_window_days = 30\nuser_agent = "from-toml"\n')
     monkeypatch.setenv("AGGREGATOR_CONFIG_FILE", str(config))
     monkeypatch.setenv("AGGREGATOR_USER_AGENT", "from-env")
     settings = Settings(_env_file=None)
-    assert settings.cluster_threshold == 0.4
+    assert settings.cluster_window_days == 30
     assert settings.user_agent == "from-env"
 
 

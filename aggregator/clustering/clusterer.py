@@ -1,0 +1,216 @@
+"""Streaming story clustering: each article joins an existing story or starts a new one.
+
+For one article:
+
+1. extract its title, body and entity terms; count them in the document frequencies;
+2. weight them into TF-IDF vectors with the frequencies seen so far;
+3. fetch candidate stories from the inverted index (language-prefixed top terms), limited to
+   stories active within ``window`` of the article's date, and keep the ``shortlist`` of them
+   with the highest centroid cosines;
+4. score every shortlisted candidate with the pair model (centroid and nearest-member
+   similarities, shared entities, time gap, outlet, size, margins over the other candidates);
+   join the best one if its score reaches the model's threshold, otherwise start a new story;
+5. fold the article's vectors into the story's centroids, keep a few member articles' pruned
+   vectors (the first and the most recent ones) and re-index the story.
+
+There is no look-ahead, no clock and no I/O: time comes with the article, storage is the
+:class:`ClusterState` passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from aggregator.clustering.features import (
+    DocVectors,
+    Features,
+    candidate_features,
+    shortlist,
+)
+from aggregator.clustering.model import ClusterModel
+from aggregator.clustering.state import ClusterState, MemberVectors, StoryProfile
+from aggregator.clustering.text import extract_terms
+from aggregator.clustering.vectors import (
+    SparseVector,
+    add_pruned,
+    idf,
+    normalised,
+    tfidf_vector,
+    top_terms,
+)
+
+DEFAULT_WINDOW = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class ClusterDoc:
+    key: str
+    title: str
+    text: str
+    published: datetime | None
+    source: str
+    language: str | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    story_key: str
+    is_new: bool
+    score: float
+
+
+@dataclass(frozen=True)
+class ScoredCandidate:
+    story: StoryProfile
+    features: Features
+    score: float
+
+
+@dataclass(frozen=True)
+class ClusterLimits:
+    """Sizes that bound the work per article and the size of a story profile."""
+
+    candidates: int = 30
+    shortlist: int = 6
+    query_terms: int = 12
+    index_terms: int = 12
+    title_terms: int = 40
+    body_terms: int = 150
+    entity_terms: int = 60
+    members: int = 4
+    member_title_terms: int = 12
+    member_body_terms: int = 40
+    member_entity_terms: int = 20
+    sources: int = 30
+
+
+class StoryClusterer:
+    def __init__(
+        self,
+        state: ClusterState,
+        model: ClusterModel,
+        *,
+        window: timedelta = DEFAULT_WINDOW,
+        limits: ClusterLimits | None = None,
+    ) -> None:
+        self.state = state
+        self.model = model
+        self.window = window
+        self.limits = limits or ClusterLimits()
+
+    def assign(self, doc: ClusterDoc) -> Assignment:
+        vectors = self.vectorise(doc)
+        return self.place(doc.key, vectors, self.score_candidates(vectors))
+
+    def score_candidates(self, vectors: DocVectors) -> list[ScoredCandidate]:
+        """Every candidate story with its pair features and model score."""
+        stories = shortlist(vectors, self.candidates(vectors), self.limits.shortlist)
+        rows = candidate_features(vectors, stories)
+        return [
+            ScoredCandidate(story, features, self.model.score(features))
+            for story, features in zip(stories, rows, strict=True)
+        ]
+
+    def place(self, doc_key: str, vectors: DocVectors, scored: list[ScoredCandidate]) -> Assignment:
+        """Join the best candidate if it reaches the threshold, else start a new story."""
+        best = max(scored, key=lambda candidate: candidate.score, default=None)
+        if best is None or best.score < self.model.threshold:
+            story = StoryProfile(key=f"story-{doc_key}", language=vectors.language)
+            self.add_to_story(story, vectors)
+            return Assignment(story.key, is_new=True, score=best.score if best else 0.0)
+        self.add_to_story(best.story, vectors)
+        return Assignment(best.story.key, is_new=False, score=best.score)
+
+    def vectorise(self, doc: ClusterDoc) -> DocVectors:
+        """Count the article's terms in the state and weight them with the updated IDF."""
+        bags = extract_terms(doc.title, doc.text)
+        terms = bags.all_terms()
+        self.state.add_document(terms)
+        frequencies = self.state.document_frequencies(terms)
+        documents = self.state.document_count()
+        return DocVectors(
+            title=tfidf_vector(bags.title, frequencies, documents),
+            body=tfidf_vector(bags.body, frequencies, documents),
+            entities=tfidf_vector(bags.entities, frequencies, documents),
+            published=doc.published,
+            language=doc.language,
+            source=doc.source,
+            entity_idf={term: idf(frequencies.get(term, 0), documents) for term in bags.entities},
+        )
+
+    def candidates(self, vectors: DocVectors) -> list[StoryProfile]:
+        count = self.limits.query_terms
+        terms = (
+            top_terms(vectors.entities, count)
+            + top_terms(vectors.title, count)
+            + top_terms(vectors.body, count)
+        )
+        since = None if vectors.published is None else vectors.published - self.window
+        stories = self.state.candidate_stories(
+            index_keys(vectors.language, terms),
+            active_since=since,
+            limit=self.limits.candidates,
+        )
+        return [story for story in stories if story.language == vectors.language]
+
+    def add_to_story(self, story: StoryProfile, vectors: DocVectors) -> StoryProfile:
+        """Save and return a copy of ``story`` with the article folded in."""
+        updated = fold_article(story, vectors, self.limits)
+        self.state.save_story(updated)
+        return updated
+
+
+def fold_article(story: StoryProfile, vectors: DocVectors, limits: ClusterLimits) -> StoryProfile:
+    """A copy of ``story`` with the article folded in: centroids, members, sources, dates, keys."""
+    title = add_pruned(story.title, vectors.title, limits.title_terms)
+    body = add_pruned(story.body, vectors.body, limits.body_terms)
+    entities = add_pruned(story.entities, vectors.entities, limits.entity_terms)
+    count = limits.index_terms
+    terms = top_terms(entities, count) + top_terms(title, count) + top_terms(body, count)
+    member = MemberVectors(
+        title=_pruned(vectors.title, limits.member_title_terms),
+        body=_pruned(vectors.body, limits.member_body_terms),
+        entities=_pruned(vectors.entities, limits.member_entity_terms),
+    )
+    members = [*story.members, member]
+    if len(members) > limits.members:  # keep the first member and the most recent ones
+        members = [members[0], *members[len(members) - limits.members + 1 :]]
+    sources = story.sources
+    if vectors.source and vectors.source not in sources and len(sources) < limits.sources:
+        sources = [*sources, vectors.source]
+    first, last = story.first_published, story.last_published
+    if vectors.published is not None:
+        first = _earliest(first, vectors.published)
+        last = _latest(last, vectors.published)
+    return replace(
+        story,
+        size=story.size + 1,
+        first_published=first,
+        last_published=last,
+        title=title,
+        body=body,
+        entities=entities,
+        index_keys=index_keys(story.language, terms),
+        members=members,
+        sources=sources,
+    )
+
+
+def index_keys(language: str | None, terms: list[str]) -> list[str]:
+    """Inverted-index keys: terms prefixed with the language, so languages never meet."""
+    prefix = language or "-"
+    return list(dict.fromkeys(f"{prefix}|{term}" for term in terms))
+
+
+def _pruned(vector: SparseVector, size: int) -> SparseVector:
+    """The ``size`` heaviest terms, re-normalised to unit length."""
+    return normalised({term: vector[term] for term in top_terms(vector, size)})
+
+
+def _earliest(current: datetime | None, new: datetime) -> datetime:
+    return new if current is None or new < current else current
+
+
+def _latest(current: datetime | None, new: datetime) -> datetime:
+    return new if current is None or new > current else current

@@ -1,0 +1,67 @@
+"""The pair-scoring model: logistic regression over named features, stored as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from aggregator.clustering.features import FEATURE_NAMES
+
+MODEL_RESOURCE = "model.json"
+
+
+@dataclass(frozen=True)
+class ClusterModel:
+    """P(article belongs to story) = sigmoid(bias + sum of weight * feature).
+
+    An article joins its best-scoring candidate story if that score reaches ``threshold``;
+    otherwise it starts a new story.
+    """
+
+    weights: Mapping[str, float]
+    bias: float
+    threshold: float
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(FEATURE_NAMES)
+        if unknown:
+            raise ValueError(f"model uses unknown features: {sorted(unknown)}")
+
+    def score(self, features: Mapping[str, float]) -> float:
+        total = self.bias + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
+        return _sigmoid(total)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "weights": dict(self.weights),
+            "info": dict(self.info),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClusterModel:
+        return cls(
+            weights={str(k): float(v) for k, v in data["weights"].items()},
+            bias=float(data["bias"]),
+            threshold=float(data["threshold"]),
+            info=dict(data.get("info", {})),
+        )
+
+
+def _sigmoid(value: float) -> float:
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    exp = math.exp(value)
+    return exp / (1.0 + exp)
+
+
+def load_default_model() -> ClusterModel:
+    """The model shipped with the package (aggregator/clustering/model.json)."""
+    text = resources.files("aggregator.clustering").joinpath(MODEL_RESOURCE).read_text("utf-8")
+    return ClusterModel.from_json(json.loads(text))

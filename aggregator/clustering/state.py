@@ -1,0 +1,223 @@
+"""What the clusterer remembers between articles, behind a small storage protocol.
+
+The clusterer needs four things from its state:
+
+* document frequencies of terms over all articles seen so far (for IDF weights);
+* the stories, each as a :class:`StoryProfile` (plain numbers and sparse vectors);
+* an inverted index from keys (language-prefixed terms) to stories, so that the candidates for a
+  new article are found without scanning every story;
+* the time each story was last active, so that candidates come only from a recent window.
+
+:class:`InMemoryClusterState` implements the protocol with dicts; a database-backed state can
+implement the same methods with tables (``term_df``, ``story``, ``story_key``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from aggregator.clustering.vectors import SparseVector
+
+
+@dataclass
+class MemberVectors:
+    """Pruned vectors of one member article, kept so an article can match its nearest member."""
+
+    title: SparseVector = field(default_factory=dict)
+    body: SparseVector = field(default_factory=dict)
+    entities: SparseVector = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "body": self.body, "entities": self.entities}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MemberVectors:
+        return cls(
+            title=_vector(data.get("title", {})),
+            body=_vector(data.get("body", {})),
+            entities=_vector(data.get("entities", {})),
+        )
+
+
+def _vector(data: dict[str, Any]) -> SparseVector:
+    return {str(k): float(v) for k, v in data.items()}
+
+
+@dataclass
+class StoryProfile:
+    """One story as the clusterer sees it; JSON-serialisable through to_json()/from_json().
+
+    ``members`` holds a few member articles' vectors (the first and the most recent ones) and
+    ``sources`` the distinct outlets seen so far; both are bounded by the clusterer's limits.
+    """
+
+    key: str
+    language: str | None
+    size: int = 0
+    first_published: datetime | None = None
+    last_published: datetime | None = None
+    title: SparseVector = field(default_factory=dict)
+    body: SparseVector = field(default_factory=dict)
+    entities: SparseVector = field(default_factory=dict)
+    index_keys: list[str] = field(default_factory=list)
+    members: list[MemberVectors] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "language": self.language,
+            "size": self.size,
+            "first_published": _iso(self.first_published),
+            "last_published": _iso(self.last_published),
+            "title": self.title,
+            "body": self.body,
+            "entities": self.entities,
+            "index_keys": self.index_keys,
+            "members": [member.to_json() for member in self.members],
+            "sources": self.sources,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoryProfile:
+        return cls(
+            key=str(data["key"]),
+            language=data["language"],
+            size=int(data["size"]),
+            first_published=_parse_iso(data["first_published"]),
+            last_published=_parse_iso(data["last_published"]),
+            title=_vector(data["title"]),
+            body=_vector(data["body"]),
+            entities=_vector(data["entities"]),
+            index_keys=[str(k) for k in data["index_keys"]],
+            members=[MemberVectors.from_json(item) for item in data.get("members", [])],
+            sources=[str(source) for source in data.get("sources", [])],
+        )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def is_active(story: StoryProfile, since: datetime | None) -> bool:
+    """True if the story had an article at or after ``since`` (undated stories always count)."""
+    if since is None or story.last_published is None:
+        return True
+    return story.last_published >= since
+
+
+class ClusterState(Protocol):
+    """Storage the clusterer reads and writes; one article's calls form one unit of work."""
+
+    def document_count(self) -> int:
+        """Number of articles added with add_document()."""
+        ...
+
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """Number of articles containing each term (0 for unseen terms)."""
+        ...
+
+    def add_document(self, terms: Iterable[str]) -> None:
+        """Count one more article containing each of the (distinct) terms."""
+        ...
+
+    def candidate_stories(
+        self, keys: Sequence[str], *, active_since: datetime | None, limit: int
+    ) -> list[StoryProfile]:
+        """Up to ``limit`` active stories indexed under the most of ``keys``, best first."""
+        ...
+
+    def story(self, key: str) -> StoryProfile | None:
+        """The story with this key, if any."""
+        ...
+
+    def save_story(self, story: StoryProfile) -> None:
+        """Insert or replace a story and re-index it under its ``index_keys``."""
+        ...
+
+
+class InMemoryClusterState:
+    """ClusterState in dicts. Posting lists keep the most recently updated stories last.
+
+    ``scan_limit`` bounds how many stories are read per posting list, so the cost of a lookup
+    stays flat however many stories the state holds; ``posting_limit`` bounds memory per key.
+    """
+
+    def __init__(self, *, scan_limit: int = 200, posting_limit: int = 2000) -> None:
+        self._documents = 0
+        self._df: Counter[str] = Counter()
+        self._stories: dict[str, StoryProfile] = {}
+        self._postings: dict[str, dict[str, None]] = {}
+        self._scan_limit = scan_limit
+        self._posting_limit = posting_limit
+
+    def document_count(self) -> int:
+        return self._documents
+
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        return {term: self._df[term] for term in terms}
+
+    def add_document(self, terms: Iterable[str]) -> None:
+        self._documents += 1
+        self._df.update(set(terms))
+
+    def candidate_stories(
+        self, keys: Sequence[str], *, active_since: datetime | None, limit: int
+    ) -> list[StoryProfile]:
+        hits: Counter[str] = Counter()
+        for key in set(keys):
+            posting = self._postings.get(key)
+            if posting:
+                hits.update(self._recent_active(posting, active_since))
+        best = heapq.nlargest(limit, hits.items(), key=lambda item: (item[1], item[0]))
+        return [self._stories[story_key] for story_key, _ in best]
+
+    def _recent_active(self, posting: dict[str, None], since: datetime | None) -> list[str]:
+        found: list[str] = []
+        for scanned, story_key in enumerate(reversed(posting)):
+            if scanned >= self._scan_limit:
+                break
+            if is_active(self._stories[story_key], since):
+                found.append(story_key)
+        return found
+
+    def story(self, key: str) -> StoryProfile | None:
+        return self._stories.get(key)
+
+    def save_story(self, story: StoryProfile) -> None:
+        old = self._stories.pop(story.key, None)
+        if old is not None:
+            for key in set(old.index_keys) - set(story.index_keys):
+                self._postings.get(key, {}).pop(story.key, None)
+        self._stories[story.key] = story  # dict order = update order, kept by to_json()
+        for key in story.index_keys:
+            posting = self._postings.setdefault(key, {})
+            posting.pop(story.key, None)
+            posting[story.key] = None
+            if len(posting) > self._posting_limit:
+                del posting[next(iter(posting))]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "documents": self._documents,
+            "df": dict(self._df),
+            "stories": [story.to_json() for story in self._stories.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InMemoryClusterState:
+        state = cls()
+        state._documents = int(data["documents"])
+        state._df = Counter({str(k): int(v) for k, v in data["df"].items()})
+        for item in data["stories"]:
+            state.save_story(StoryProfile.from_json(item))
+        return state

@@ -1,0 +1,53 @@
+"""Train the story-clusterer pair model from labelled JSONL streams.
+
+    python scripts/train_clusterer.py A.jsonl B.jsonl C.jsonl            # writes model.json
+    python scripts/train_clusterer.py --leave-one-out A.jsonl B.jsonl C.jsonl
+
+--leave-one-out prints, for each file, the scores of a model trained without that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from aggregator.clustering.evaluate import evaluate_stream
+from aggregator.clustering.training import train_model
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "aggregator/clustering/model.json"
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def leave_one_out(streams: dict[str, list[dict[str, Any]]]) -> None:
+    for held_out, rows in streams.items():
+        training = [other for name, other in streams.items() if name != held_out]
+        model = train_model(training)
+        result = evaluate_stream(rows, model)
+        print(json.dumps({"file": held_out, "threshold": model.threshold, **result}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="labelled JSONL files")
+    parser.add_argument("--leave-one-out", action="store_true")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args()
+    streams = {path.stem: read_rows(path) for path in args.files}
+    if args.leave_one_out:
+        leave_one_out(streams)
+        return
+    model = train_model(list(streams.values()))
+    model = type(model).from_json({**model.to_json(), "info": {"trained_on": sorted(streams)}})
+    args.output.write_text(json.dumps(model.to_json(), indent=2) + "\n", encoding="utf-8")
+    for name, rows in streams.items():
+        print(json.dumps({"file": name, **evaluate_stream(rows, model)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The clustering stage on a real store: near-duplicates, wall pages, persistence, eval-clusters."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from aggregator import pipeline, store
+from aggregator.cli import main
+from aggregator.db import make_engine, session_scope
+from aggregator.dedup import content_hash
+from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
+from aggregator.settings import Settings
+
+NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
+STRIKE = (
+    "A Russian missile struck the city of Kryvyi Rih overnight, wounding six people including a "
+    "three-year-old girl, regional officials said. More than forty residential buildings, a school "
+    "and gas pipelines were damaged in the attack on the industrial city, according to the head of "
+    "the regional military administration, Serhiy Lysak. Rescue crews worked through the night."
+)
+STRIKE_OTHER = (
+    "Six people were wounded when a Russian missile hit residential districts of Kryvyi Rih in "
+    "central Ukraine, among them a girl aged three, governor Serhiy Lysak reported. A school, gas "
+    "pipes and over forty apartment buildings in Kryvyi Rih were damaged, officials said."
+)
+COMET = (
+    "Astronomers at the Kestrel observatory have identified a faint comet on an unusual orbit that "
+    "will bring it close to the inner solar system late next year. The object, named Tamura-Holm, "
+    "was spotted in survey images taken over three nights and confirmed by two other telescopes."
+)
+
+
+def _add(engine: Engine, source: str, title: str, text: str, hours: int = 0) -> int:
+    with session_scope(engine) as session:
+        src, _ = store.add_source(
+            session=session, url=f"https://{source}.example/rss", title=source, now=NOW
+        )
+        article = Article(
+            source_id=src.id or 0,
+            guid=f"{source}:{title}",
+            url=f"https://{source}.example/{abs(hash(title))}",
+            canonical_url=f"https://{source}.example/{abs(hash(title))}",
+            title=title,
+            text=text,
+            language="en",
+            extraction_status=ExtractionStatus.EXTRACTED.value,
+            content_hash=content_hash(title, text),
+            published_at=NOW + timedelta(hours=hours),
+            discovered_at=NOW + timedelta(hours=hours),
+        )
+        session.add(article)
+        session.flush()
+        return article.id or 0
+
+
+def _cluster(engine: Engine, settings: Settings, article_id: int) -> int | None:
+    with session_scope(engine) as session:
+        return pipeline.cluster_article(article_id, session=session, settings=settings, now=NOW)
+
+
+def _article(engine: Engine, article_id: int) -> Article:
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None
+        return article
+
+
+def test_wire_copy_is_a_duplicate_in_its_originals_story(
+    engine: Engine, settings: Settings
+) -> None:
+    original = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE)
+    copy = _add(
+        engine,
+        "gazette",
+        "Kryvyi Rih: six hurt",
+        "From the wire. " + STRIKE.replace("overnight", "on Thursday night"),
+        2,
+    )
+    other = _add(
+        engine, "ledger", "Girl among wounded in Kryvyi Rih missile attack", STRIKE_OTHER, 3
+    )
+    comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 4)
+    story = _cluster(engine, settings, original)
+    assert story is not None
+    assert _cluster(engine, settings, copy) == story
+    assert _cluster(engine, settings, other) == story
+    assert _cluster(engine, settings, comet) not in (None, story)
+    assert _article(engine, copy).duplicate_of_id == original
+    assert _article(engine, other).duplicate_of_id is None
+    with session_scope(engine) as session:
+        row = session.get(Story, story)
+        assert row is not None
+        assert (row.article_count, row.source_count) == (3, 2)  # the copy counts once
+        assert "kryvyi" in row.keywords
+        assert row.headline in {
+            "Missile strike wounds six in Kryvyi Rih",
+            "Girl among wounded in Kryvyi Rih missile attack",
+        }
+
+
+def test_copy_clustered_before_its_original_joins_when_the_original_does(
+    engine: Engine, settings: Settings
+) -> None:
+    original = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE)
+    copy = _add(engine, "gazette", "Kryvyi Rih: six hurt", STRIKE, 1)
+    with session_scope(engine) as session:  # the fetch stage marks exact copies
+        article = session.get(Article, copy)
+        assert article is not None
+        article.duplicate_of_id = original
+    assert _cluster(engine, settings, copy) is None
+    story = _cluster(engine, settings, original)
+    assert _article(engine, copy).story_id == story is not None
+
+
+def test_wall_pages_never_start_or_join_a_story(engine: Engine, settings: Settings) -> None:
+    wall = _add(
+        engine,
+        "paper",
+        "Subscribe to read",
+        "Subscribe now to continue reading. Already a subscriber? Sign in here.",
+    )
+    assert _cluster(engine, settings, wall) is None
+    article = _article(engine, wall)
+    assert article.extraction_status == ExtractionStatus.BOILERPLATE
+    assert article.story_id is None and "not an article" in (article.fetch_error or "")
+
+
+def test_state_survives_a_restart(engine: Engine, settings: Settings, database_url: str) -> None:
+    first = _cluster(
+        engine, settings, _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE)
+    )
+    engine.dispose()
+    restarted = make_engine(database_url)
+    second = _cluster(
+        restarted,
+        settings,
+        _add(restarted, "ledger", "Girl among wounded in Kryvyi Rih attack", STRIKE_OTHER, 5),
+    )
+    assert first == second is not None
+    with session_scope(restarted) as session:
+        assert (
+            session.exec(select(StoryIndexEntry).where(StoryIndexEntry.story_id == first)).first()
+            is not None
+        )
+    restarted.dispose()
+
+
+def test_clustering_twice_changes_nothing(engine: Engine, settings: Settings) -> None:
+    article = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE)
+    story = _cluster(engine, settings, article)
+    assert _cluster(engine, settings, article) == story
+    with session_scope(engine) as session:
+        row = session.get(Story, story)
+        assert row is not None and row.article_count == 1
+
+
+def test_eval_clusters_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [
+        {
+            "id": "a1",
+            "story": "strike",
+            "published": "2025-12-04",
+            "source": "wire",
+            "url": "",
+            "title": "Missile strike wounds six in Kryvyi Rih",
+            "text": STRIKE,
+        },
+        {
+            "id": "a2",
+            "story": "strike",
+            "published": "2025-12-04",
+            "source": "ledger",
+            "url": "",
+            "title": "Girl among wounded in Kryvyi Rih missile attack",
+            "text": STRIKE_OTHER,
+        },
+        {
+            "id": "a3",
+            "story": "comet",
+            "published": "2025-12-05",
+            "source": "science",
+            "url": "",
+            "title": "Comet on unusual orbit spotted",
+            "text": COMET,
+        },
+    ]
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    predictions = tmp_path / "predicted.jsonl"
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["eval-clusters", str(labelled), "--predictions", str(predictions)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["articles"] == 3 and report["stories"] == 2
+    assert report["pairwise_f1"] == report["bcubed_f1"] == 1.0
+    assert {
+        "pairwise_precision",
+        "pairwise_recall",
+        "bcubed_precision",
+        "bcubed_recall",
+        "seconds",
+        "articles_per_second",
+    } <= report.keys()
+    predicted = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [p["id"] for p in predicted] == ["a1", "a2", "a3"]
+    assert predicted[0]["cluster"] == predicted[1]["cluster"] != predicted[2]["cluster"]
+
+
+def test_eval_clusters_refuses_a_broken_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "a1", "title": ')
+    result = CliRunner().invoke(main, ["eval-clusters", str(broken)])
+    assert result.exit_code == 1 and "not a labelled JSONL file" in result.output
+
+
+def test_eval_clusters_names_the_line_that_lacks_a_label(tmp_path: Path) -> None:
+    unlabelled = tmp_path / "unlabelled.jsonl"
+    unlabelled.write_text(
+        '{"id": "a1", "story": "s", "title": "t", "text": "x"}\n{"id": "a2", "title": "t", "text": "x"}\n'
+    )
+    result = CliRunner().invoke(main, ["eval-clusters", str(unlabelled)])
+    assert result.exit_code == 1 and "line 2 lacks story" in result.output

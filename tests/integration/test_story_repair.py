@@ -1,0 +1,270 @@
+"""Story repair on a real store (SQLite and PostgreSQL): merges of split events, splits of
+drifted stories, stable ids through the API, and a second run that changes nothing."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from aggregator import pipeline, store
+from aggregator.api.app import create_app
+from aggregator.cluster_store import SqlClusterState
+from aggregator.clustering import ClusterDoc, StoryClusterer, StoryProfile, load_default_model
+from aggregator.db import session_scope
+from aggregator.dedup import content_hash
+from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
+from aggregator.settings import Settings
+from workers import tasks
+from workers.celery_app import build_runtime, celery_config, use_runtime
+
+NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+STRIKE = (
+    "Missile strike wounds six in Kryvyi Rih",
+    "A Russian missile struck the city of Kryvyi Rih overnight, wounding six people including a "
+    "three-year-old girl, regional officials said. More than forty residential buildings, a school "
+    "and gas pipelines were damaged in the attack on the industrial city, according to the head of "
+    "the regional military administration, Serhiy Lysak. Rescue crews worked through the night.",
+)
+STRIKE_OTHER = (
+    "Girl among six wounded in Kryvyi Rih missile strike",
+    "Six people were wounded when a Russian missile hit residential districts of Kryvyi Rih in "
+    "central Ukraine, among them a girl aged three, governor Serhiy Lysak reported. A school, gas "
+    "pipes and over forty apartment buildings in Kryvyi Rih were damaged, officials said.",
+)
+STRIKE_THIRD = (
+    "Kryvyi Rih missile strike: six wounded, school damaged",
+    "Serhiy Lysak, head of the regional administration, said a Russian missile wounded six "
+    "residents of Kryvyi Rih overnight, a three-year-old girl among them. Forty residential "
+    "buildings, a school and gas pipelines in Kryvyi Rih were damaged; rescue crews searched "
+    "the rubble through the night.",
+)
+COMET = (
+    "Comet on unusual orbit spotted by Kestrel observatory",
+    "Astronomers at the Kestrel observatory have identified a faint comet on an unusual orbit that "
+    "will bring it close to the inner solar system late next year. The object, named Tamura-Holm, "
+    "was spotted in survey images taken over three nights and confirmed by two other telescopes.",
+)
+COMET_OTHER = (
+    "Kestrel astronomers find comet Tamura-Holm",
+    "The comet Tamura-Holm, found by astronomers of the Kestrel observatory in survey images, "
+    "follows an unusual orbit towards the inner solar system, where it will arrive late next "
+    "year. Two other telescopes confirmed the faint object after three nights of observation.",
+)
+BUDGET = (
+    "Parliament in Oslo passes budget after late vote",
+    "Norway's parliament approved the national budget in Oslo after a late-night vote. Prime "
+    "minister Jonas Store thanked the Centre Party for its support. The budget raises pensions "
+    "and cuts fuel taxes, the finance ministry said in a statement.",
+)
+
+
+def _add(session: Session, source: str, article: tuple[str, str], hours: int = 0) -> Article:
+    title, text = article
+    src, _ = store.add_source(
+        session=session, url=f"https://{source}.example/rss", title=source, now=NOW
+    )
+    row = Article(
+        source_id=src.id or 0,
+        guid=f"{source}:{title}",
+        url=f"https://{source}.example/{abs(hash(title))}",
+        canonical_url=f"https://{source}.example/{abs(hash(title))}",
+        title=title,
+        text=text,
+        language="en",
+        extraction_status=ExtractionStatus.EXTRACTED.value,
+        content_hash=content_hash(title, text),
+        published_at=NOW + timedelta(hours=hours),
+        discovered_at=NOW + timedelta(hours=hours),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _story(engine: Engine, *reports: tuple[str, tuple[str, str], int]) -> int:
+    """A story of these (source, article, hour) reports, stored as the streaming pass stores one,
+    whatever the clusterer would have decided for them."""
+    with session_scope(engine) as session:
+        articles = [_add(session, source, article, hours) for source, article, hours in reports]
+        state = SqlClusterState(session, now=NOW)
+        clusterer = StoryClusterer(state, load_default_model())
+        profile = StoryProfile(key=f"story-{articles[0].id}", language="en")
+        for article in articles:
+            doc = ClusterDoc(
+                str(article.id), article.title, article.text, article.published_at, "", "en"
+            )
+            profile = clusterer.add_to_story(profile, clusterer.vectorise(doc))
+        story = session.get(Story, state.story_id(profile.key))
+        assert story is not None and story.id is not None
+        for article in articles:
+            article.story_id = story.id
+        session.flush()
+        story.article_count = len(articles)
+        story.source_count = store.distinct_sources_in_story(session=session, story_id=story.id)
+        story.first_seen = min(a.published_at or NOW for a in articles)
+        story.last_seen = max(a.published_at or NOW for a in articles)
+        story.headline = articles[0].title
+        return story.id
+
+
+def _repair(engine: Engine, settings: Settings) -> pipeline.RepairReport:
+    with session_scope(engine) as session:
+        return pipeline.repair_stories(session=session, settings=settings, now=NOW + 6 * HOUR)
+
+
+def _snapshot(engine: Engine) -> dict[str, Any]:
+    with session_scope(engine) as session:
+        stories = session.exec(select(Story).order_by(Story.id)).all()  # type: ignore[arg-type]
+        articles = session.exec(select(Article).order_by(Article.id)).all()  # type: ignore[arg-type]
+        index = session.exec(select(StoryIndexEntry)).all()
+        return {
+            "stories": [s.model_dump() for s in stories],
+            "articles": [(a.id, a.story_id) for a in articles],
+            "index": sorted((e.key, e.story_id) for e in index),
+        }
+
+
+def _members(engine: Engine, story_id: int) -> list[str]:
+    with session_scope(engine) as session:
+        rows = store.articles_in_story(session=session, story_id=story_id)
+        return [a.title for a in rows]
+
+
+def _row(engine: Engine, story_id: int) -> Story:
+    with session_scope(engine) as session:
+        story = session.get(Story, story_id)
+        assert story is not None
+        return story
+
+
+def test_stories_of_one_event_merge_and_the_loser_redirects(
+    engine: Engine, settings: Settings
+) -> None:
+    larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    smaller = _story(engine, ("gazette", STRIKE_THIRD, 2))
+    comet = _story(engine, ("science", COMET, 1))
+    budget = _story(engine, ("nordic", BUDGET, 2))
+    untouched = {i: _row(engine, i).model_dump() for i in (comet, budget)}
+
+    report = _repair(engine, settings)
+
+    assert report.merged == [(smaller, larger)] and report.split == []
+    assert sorted(_members(engine, larger)) == sorted([STRIKE[0], STRIKE_OTHER[0], STRIKE_THIRD[0]])
+    survivor, loser = _row(engine, larger), _row(engine, smaller)
+    assert (survivor.article_count, survivor.source_count) == (3, 3)
+    assert survivor.first_seen == NOW and survivor.last_seen == NOW + 2 * HOUR
+    assert StoryProfile.from_json(survivor.profile).size == 3
+    assert "kryvyi" in survivor.keywords
+    assert loser.merged_into_id == larger and loser.article_count == 0
+    with session_scope(engine) as session:
+        assert (
+            session.exec(select(StoryIndexEntry).where(StoryIndexEntry.story_id == smaller)).all()
+            == []
+        )
+        assert [s.id for s in store.latest_stories(session=session, limit=10)].count(smaller) == 0
+    assert {i: _row(engine, i).model_dump() for i in (comet, budget)} == untouched
+
+    before = _snapshot(engine)
+    assert _repair(engine, settings) == pipeline.RepairReport()
+    assert _snapshot(engine) == before
+
+
+def test_a_drifted_story_is_split(engine: Engine, settings: Settings) -> None:
+    drifted = _story(
+        engine,
+        ("wire", STRIKE, 0),
+        ("science", COMET, 1),
+        ("ledger", STRIKE_OTHER, 2),
+        ("gazette", STRIKE_THIRD, 3),
+        ("observer", COMET_OTHER, 4),
+    )
+    report = _repair(engine, settings)
+
+    assert report.merged == [] and len(report.split) == 1
+    ((story, new),) = report.split
+    assert story == drifted
+    assert _members(engine, drifted) == [STRIKE[0], STRIKE_OTHER[0], STRIKE_THIRD[0]]
+    assert _members(engine, new) == [COMET[0], COMET_OTHER[0]]
+    core, leavers = _row(engine, drifted), _row(engine, new)
+    assert (core.article_count, core.source_count, core.last_seen) == (3, 3, NOW + 3 * HOUR)
+    assert (leavers.article_count, leavers.first_seen) == (2, NOW + HOUR)
+    assert leavers.headline in {COMET[0], COMET_OTHER[0]} and "kestrel" in leavers.keywords
+    assert StoryProfile.from_json(core.profile).size == 3
+    with session_scope(engine) as session:  # the new story is in the clusterer's index
+        keys = session.exec(
+            select(StoryIndexEntry.key).where(StoryIndexEntry.story_id == new)
+        ).all()
+        assert "en|e:kestrel" in keys
+
+    before = _snapshot(engine)
+    assert _repair(engine, settings) == pipeline.RepairReport()
+    assert _snapshot(engine) == before
+
+
+def test_stories_outside_the_window_are_left_alone(engine: Engine, settings: Settings) -> None:
+    _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    _story(engine, ("gazette", STRIKE_THIRD, 2))
+    before = _snapshot(engine)
+    with session_scope(engine) as session:
+        report = pipeline.repair_stories(session=session, settings=settings, now=NOW + 80 * HOUR)
+    assert report == pipeline.RepairReport()
+    assert _snapshot(engine) == before
+
+
+def test_merged_story_ids_keep_answering(engine: Engine, settings: Settings) -> None:
+    larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    smaller = _story(engine, ("gazette", STRIKE_THIRD, 2))
+    earlier = _story(engine, ("science", COMET, 1))
+    with session_scope(engine) as session:  # merged into `smaller` by an earlier repair
+        row = session.get(Story, earlier)
+        assert row is not None
+        row.merged_into_id = smaller
+    assert _repair(engine, settings).merged == [(smaller, larger)]
+
+    with TestClient(create_app(settings)) as client:
+        for merged in (smaller, earlier):
+            answer = client.get(f"/stories/{merged}", follow_redirects=False)
+            assert answer.status_code == 308
+            assert answer.headers["location"] == f"/stories/{larger}"
+        followed = client.get(f"/stories/{smaller}")
+        assert followed.status_code == 200 and followed.json()["id"] == larger
+        assert len(followed.json()["articles"]) == 3
+        assert client.get(f"/stories/{larger}", follow_redirects=False).status_code == 200
+        assert client.get("/stories/999999").status_code == 404
+
+
+def test_survivor_lookup_follows_chains_of_merges(engine: Engine) -> None:
+    ids = [_story(engine, ("wire", (f"Report {n} " * 3, STRIKE[1]), n)) for n in range(3)]
+    with session_scope(engine) as session:
+        for child, parent in itertools.pairwise(ids):
+            row = session.get(Story, child)
+            assert row is not None
+            row.merged_into_id = parent
+    with session_scope(engine) as session:
+        found = [store.story_survivor(session=session, story_id=i) for i in ids]
+        assert [s.id if s else None for s in found] == [ids[2]] * 3
+        assert store.story_survivor(session=session, story_id=999999) is None
+
+
+def test_repair_task_runs_on_the_clustering_queue_every_half_hour(
+    engine: Engine, settings: Settings
+) -> None:
+    config = celery_config(settings)
+    assert config["task_routes"]["workers.tasks.repair_stories"] == {"queue": "clustering"}
+    entry = config["beat_schedule"]["repair-stories"]
+    assert (entry["task"], entry["schedule"]) == ("workers.tasks.repair_stories", 1800.0)
+    _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    _story(engine, ("gazette", STRIKE_THIRD, 2))
+    wide = settings.model_copy(update={"cluster_repair_window_hours": 10 * 365 * 24.0})
+    use_runtime(build_runtime(wide))  # the task's clock is today's: NOW must be in its window
+    try:
+        assert tasks.repair_stories() == 1  # one merge
+        assert tasks.repair_stories() == 0
+    finally:
+        use_runtime(None)

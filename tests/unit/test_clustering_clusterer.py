@@ -1,0 +1,162 @@
+import json
+from datetime import UTC, datetime, timedelta
+
+from aggregator.clustering import (
+    ClusterDoc,
+    ClusterModel,
+    InMemoryClusterState,
+    StoryClusterer,
+    StoryProfile,
+    load_default_model,
+)
+from aggregator.clustering.clusterer import index_keys
+
+DAY = datetime(2024, 3, 1, tzinfo=UTC)
+
+FIRE_1 = (
+    "Fire destroys Springfield warehouse",
+    "A fire destroyed the Acme warehouse in Springfield on Friday night. Fire chief Maria "
+    "Lopez said 40 firefighters fought the blaze on Elm Street for six hours. No one was hurt, "
+    "but the Acme building collapsed and smoke covered the Springfield riverfront.",
+)
+FIRE_2 = (
+    "Springfield warehouse fire: Acme building collapses",
+    "Firefighters battled a blaze that destroyed the Acme warehouse on Elm Street in "
+    "Springfield. Chief Maria Lopez said the fire started late Friday and the building "
+    "collapsed. Smoke spread across the Springfield riverfront; nobody was injured.",
+)
+ELECTION = (
+    "Parliament in Oslo passes budget after late vote",
+    "Norway's parliament approved the national budget in Oslo after a late-night vote. Prime "
+    "minister Jonas Store thanked the Centre Party for its support. The budget raises pensions "
+    "and cuts fuel taxes, the finance ministry said in a statement.",
+)
+FILLER = [
+    (
+        f"Filler report number {n}",
+        f"Unrelated filler text about topic {n}: gardening, recipes, cycling, museums, "
+        f"weather over the Alps and chess tournaments in Vienna, item {n}.",
+    )
+    for n in range(8)
+]
+
+
+def doc(
+    key: str, article: tuple[str, str], *, published: datetime | None = DAY, language: str = "en"
+) -> ClusterDoc:
+    title, text = article
+    return ClusterDoc(key, title, text, published, source="", language=language)
+
+
+def clusterer(state: InMemoryClusterState | None = None) -> StoryClusterer:
+    return StoryClusterer(state or InMemoryClusterState(), load_default_model())
+
+
+def warm(target: StoryClusterer) -> None:
+    """Give the document frequencies some background so IDF weights mean something."""
+    for n, article in enumerate(FILLER):
+        target.assign(doc(f"filler-{n}", article, published=DAY - timedelta(days=40)))
+
+
+def test_two_reports_of_one_event_join() -> None:
+    target = clusterer()
+    warm(target)
+    first = target.assign(doc("a", FIRE_1))
+    second = target.assign(doc("b", FIRE_2, published=DAY + timedelta(hours=5)))
+    assert first.is_new
+    assert not second.is_new
+    assert second.story_key == first.story_key
+
+
+def test_unrelated_article_starts_new_story() -> None:
+    target = clusterer()
+    warm(target)
+    fire = target.assign(doc("a", FIRE_1))
+    vote = target.assign(doc("b", ELECTION))
+    assert vote.is_new
+    assert vote.story_key != fire.story_key
+
+
+def test_undated_articles_are_clustered() -> None:
+    target = clusterer()
+    warm(target)
+    first = target.assign(doc("a", FIRE_1, published=None))
+    second = target.assign(doc("b", FIRE_2, published=None))
+    assert second.story_key == first.story_key
+
+
+def test_languages_never_mix() -> None:
+    target = clusterer()
+    warm(target)
+    english = target.assign(doc("a", FIRE_1, language="en"))
+    other = target.assign(doc("b", FIRE_2, language="de"))
+    same_text = target.assign(doc("c", FIRE_1, language="fr"))
+    assert other.is_new
+    assert same_text.is_new
+    assert len({english.story_key, other.story_key, same_text.story_key}) == 3
+
+
+def test_default_model_loads() -> None:
+    model = load_default_model()
+    assert 0.0 < model.threshold < 1.0
+    assert model.weights
+    assert ClusterModel.from_json(json.loads(json.dumps(model.to_json()))) == model
+
+
+def test_state_round_trips_through_json() -> None:
+    state = InMemoryClusterState()
+    target = clusterer(state)
+    warm(target)
+    story_key = target.assign(doc("a", FIRE_1)).story_key
+    restored = InMemoryClusterState.from_json(json.loads(json.dumps(state.to_json())))
+    assert restored.to_json() == state.to_json()
+    assert restored.story(story_key) == state.story(story_key)
+    assert clusterer(restored).assign(doc("b", FIRE_2)).story_key == story_key
+
+
+def test_candidates_ignore_stories_outside_window() -> None:
+    state = InMemoryClusterState()
+    keys = index_keys("en", ["w:fire", "e:springfield"])
+    old = StoryProfile("old", "en", size=1, last_published=DAY - timedelta(days=60))
+    recent = StoryProfile("recent", "en", size=1, last_published=DAY - timedelta(days=2))
+    for story in (old, recent):
+        state.save_story(StoryProfile(**{**story.__dict__, "index_keys": keys}))
+    found = state.candidate_stories(keys, active_since=DAY - timedelta(days=30), limit=10)
+    assert [story.key for story in found] == ["recent"]
+    everything = state.candidate_stories(keys, active_since=None, limit=10)
+    assert {story.key for story in everything} == {"old", "recent"}
+
+
+def test_old_story_is_not_joined_after_window() -> None:
+    target = StoryClusterer(InMemoryClusterState(), load_default_model(), window=timedelta(7))
+    warm(target)
+    first = target.assign(doc("a", FIRE_1))
+    later = target.assign(doc("b", FIRE_2, published=DAY + timedelta(days=30)))
+    assert later.is_new
+    assert later.story_key != first.story_key
+
+
+def test_story_profile_without_members_still_loads() -> None:
+    target = clusterer()
+    warm(target)
+    story_key = target.assign(doc("a", FIRE_1)).story_key
+    stored = target.state.story(story_key)
+    assert stored is not None
+    assert len(stored.members) == 1
+    data = stored.to_json()
+    del data["members"], data["sources"]
+    older = StoryProfile.from_json(data)
+    assert older.members == []
+    assert older.sources == []
+    assert StoryProfile.from_json(stored.to_json()) == stored
+
+
+def test_same_outlet_and_members_are_tracked() -> None:
+    target = clusterer()
+    warm(target)
+    first = target.assign(ClusterDoc("a", *FIRE_1, DAY, source="a.example", language="en"))
+    target.assign(ClusterDoc("b", *FIRE_2, DAY, source="b.example", language="en"))
+    story = target.state.story(first.story_key)
+    assert story is not None
+    assert story.sources == ["a.example", "b.example"]
+    assert len(story.members) == 2
