@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,13 @@ from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from aggregator import pipeline, store
+from aggregator import pipeline
 from aggregator.cli import main
 from aggregator.db import make_engine, session_scope
-from aggregator.dedup import content_hash
 from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
 from aggregator.settings import Settings
+from tests.stored import NOW, add_extracted_article
 
-NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
 STRIKE = (
     "A Russian missile struck the city of Kryvyi Rih overnight, wounding six people including a "
     "three-year-old girl, regional officials said. More than forty residential buildings, a school "
@@ -39,25 +37,7 @@ COMET = (
 
 def _add(engine: Engine, source: str, title: str, text: str, hours: int = 0) -> int:
     with session_scope(engine) as session:
-        src, _ = store.add_source(
-            session=session, url=f"https://{source}.example/rss", title=source, now=NOW
-        )
-        article = Article(
-            source_id=src.id or 0,
-            guid=f"{source}:{title}",
-            url=f"https://{source}.example/{abs(hash(title))}",
-            canonical_url=f"https://{source}.example/{abs(hash(title))}",
-            title=title,
-            text=text,
-            language="en",
-            extraction_status=ExtractionStatus.EXTRACTED.value,
-            content_hash=content_hash(title, text),
-            published_at=NOW + timedelta(hours=hours),
-            discovered_at=NOW + timedelta(hours=hours),
-        )
-        session.add(article)
-        session.flush()
-        return article.id or 0
+        return add_extracted_article(session, source, title, text, hours=hours).id or 0
 
 
 def _cluster(engine: Engine, settings: Settings, article_id: int) -> int | None:

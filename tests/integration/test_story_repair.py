@@ -4,7 +4,7 @@ drifted stories, stable ids through the API, and a second run that changes nothi
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -16,13 +16,12 @@ from aggregator.api.app import create_app
 from aggregator.cluster_store import SqlClusterState
 from aggregator.clustering import ClusterDoc, StoryClusterer, StoryProfile, load_default_model
 from aggregator.db import session_scope
-from aggregator.dedup import content_hash
-from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
+from aggregator.models import Article, Story, StoryIndexEntry
 from aggregator.settings import Settings
+from tests.stored import NOW, add_extracted_article
 from workers import tasks
 from workers.celery_app import build_runtime, celery_config, use_runtime
 
-NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 STRIKE = (
     "Missile strike wounds six in Kryvyi Rih",
@@ -65,26 +64,7 @@ BUDGET = (
 
 
 def _add(session: Session, source: str, article: tuple[str, str], hours: int = 0) -> Article:
-    title, text = article
-    src, _ = store.add_source(
-        session=session, url=f"https://{source}.example/rss", title=source, now=NOW
-    )
-    row = Article(
-        source_id=src.id or 0,
-        guid=f"{source}:{title}",
-        url=f"https://{source}.example/{abs(hash(title))}",
-        canonical_url=f"https://{source}.example/{abs(hash(title))}",
-        title=title,
-        text=text,
-        language="en",
-        extraction_status=ExtractionStatus.EXTRACTED.value,
-        content_hash=content_hash(title, text),
-        published_at=NOW + timedelta(hours=hours),
-        discovered_at=NOW + timedelta(hours=hours),
-    )
-    session.add(row)
-    session.flush()
-    return row
+    return add_extracted_article(session, source, *article, hours=hours)
 
 
 def _story(engine: Engine, *reports: tuple[str, tuple[str, str], int]) -> int:
