@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from aggregator import pipeline, store
+from aggregator.clustering.evaluate import parse_published, stream_order
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.dedup import content_hash
 from aggregator.metrics import bcubed_scores, pairwise_scores
@@ -49,10 +50,6 @@ def _labelled_row(line: str, number: int) -> Row:
     if missing:
         raise ValueError(f"line {number} lacks {', '.join(missing)}")
     return dict(row)
-
-
-def stream_order(rows: Iterable[Row]) -> list[Row]:
-    return sorted(rows, key=lambda row: (row.get("published") or "", str(row["id"])))
 
 
 def evaluate_rows(rows: Iterable[Row], settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
@@ -118,11 +115,7 @@ def _article_for(row: Row, source_id: int) -> Article:
 
 
 def _published(row: Row) -> datetime | None:
-    value = row.get("published")
-    if not value:
-        return None
-    moment = datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return parse_published(row.get("published"))
 
 
 def _report(

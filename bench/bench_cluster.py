@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from aggregator import pipeline, store
-from aggregator.cluster_eval import stream_order
 from aggregator.clustering import (
     ClusterDoc,
     InMemoryClusterState,
     StoryClusterer,
     load_default_model,
 )
+from aggregator.clustering.evaluate import stream_order
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.dedup import content_hash
 from aggregator.models import Article, ExtractionStatus
