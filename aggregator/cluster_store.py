@@ -77,22 +77,18 @@ class SqlClusterState:
         return select(posting.c.story_id)
 
     def story(self, key: str) -> StoryProfile | None:
-        row = self._story_row(key)
+        row = self.story_row(key)
         return _profile(row) if row is not None and row.profile else None
 
     def save_story(self, story: StoryProfile) -> None:
-        row = self._story_row(story.key) or self._new_story_row(story)
+        row = self.story_row(story.key) or self._new_story_row(story)
         row.profile = story.to_json()
         row.language = story.language
         self._session.add(row)
         self._session.flush()
         self._reindex(row.id or 0, story)
 
-    def story_id(self, key: str) -> int | None:
-        row = self._story_row(key)
-        return row.id if row else None
-
-    def _story_row(self, key: str) -> Story | None:
+    def story_row(self, key: str) -> Story | None:
         return self._session.exec(select(Story).where(Story.cluster_key == key)).first()
 
     def _new_story_row(self, story: StoryProfile) -> Story:

@@ -533,9 +533,9 @@ def _assign_story(
     )
     vectors = clusterer.vectorise(doc)
     assignment = clusterer.place(doc.key, vectors, clusterer.score_candidates(vectors))
-    story = session.get(Story, state.story_id(assignment.story_key))
-    profile = state.story(assignment.story_key)
-    assert story is not None and profile is not None
+    story = state.story_row(assignment.story_key)
+    assert story is not None
+    profile = StoryProfile.from_json(story.profile)
     article.story_id = story.id
     article.story_score = assignment.score
     session.flush()
@@ -667,7 +667,7 @@ def _split_off(
     """A new story for `members` (with their copies); returns its id."""
     key = _free_cluster_key(state, f"split-{members[0][0].id}")
     state.save_story(StoryProfile(key=key, language=story.language))
-    new = session.get(Story, state.story_id(key))
+    new = state.story_row(key)
     assert new is not None and new.id is not None
     moving = {article.id for article, _ in members}
     for article in articles:
@@ -679,7 +679,7 @@ def _split_off(
 
 def _free_cluster_key(state: SqlClusterState, base: str) -> str:
     key, n = base, 1
-    while state.story_id(key) is not None:
+    while state.story_row(key) is not None:
         n += 1
         key = f"{base}-{n}"
     return key
@@ -712,8 +712,8 @@ def _merge_stories(
 ) -> tuple[int, int]:
     """Move the loser's articles to the survivor, whose profile becomes the union; the loser
     leaves the index and redirects to the survivor. Returns (loser, survivor) ids."""
-    loser = session.get(Story, state.story_id(loser_key))
-    survivor = session.get(Story, state.story_id(survivor_key))
+    loser = state.story_row(loser_key)
+    survivor = state.story_row(survivor_key)
     assert loser is not None and loser.id is not None
     assert survivor is not None and survivor.id is not None
     profile = repair.merged_profile(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -107,13 +107,6 @@ def source_url_taken(*, session: Session, url: str) -> bool:
 
 def canonical_url_taken(*, session: Session, canonical_url: str) -> bool:
     query = select(Article.id).where(Article.canonical_url == canonical_url).limit(1)
-    return session.exec(query).first() is not None
-
-
-def article_exists(*, session: Session, source_id: int, guid: str, canonical_url: str) -> bool:
-    by_guid = and_(col(Article.source_id) == source_id, col(Article.guid) == guid)
-    by_url = col(Article.canonical_url) == canonical_url
-    query = select(Article.id).where(or_(by_guid, by_url)).limit(1)
     return session.exec(query).first() is not None
 
 

@@ -45,8 +45,3 @@ def is_public_address(address: IpAddress) -> bool:
 def is_address_allowed(address: IpAddress, allowed_networks: Iterable[IpNetwork]) -> bool:
     """Public addresses always; others only inside a network the operator allowed."""
     return is_public_address(address) or any(address in net for net in allowed_networks)
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

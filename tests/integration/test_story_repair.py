@@ -80,7 +80,7 @@ def _story(engine: Engine, *reports: tuple[str, tuple[str, str], int]) -> int:
                 str(article.id), article.title, article.text, article.published_at, "", "en"
             )
             profile = clusterer.add_to_story(profile, clusterer.vectorise(doc))
-        story = session.get(Story, state.story_id(profile.key))
+        story = state.story_row(profile.key)
         assert story is not None and story.id is not None
         for article in articles:
             article.story_id = story.id
