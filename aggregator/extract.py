@@ -1,8 +1,11 @@
 """Article extraction: trafilatura on HTML we fetched, into plain values.
 
     html ─▶ parse once ─┬─▶ metadata: meta tags, JSON-LD, title, byline, date, top image
-                        └─▶ precise text (favor_precision, no comments)
-                               │ covers little of the page's paragraph text?
+                        └─▶ fast precise text (trafilatura alone, no fallback extractors)
+                               │ short, or covers little of the page's paragraph text?
+                               ▼
+                            precise text with readability/jusText fallbacks
+                               │ still covers little?
                                ▼
                             balanced text, kept when clearly longer
                         ─▶ drop teaser lines ("Read more: …") and the leading title
@@ -37,12 +40,16 @@ MIN_WORDS = 25  # less than this is a teaser, a wall or an error page, not an ar
 RETRY_MAX_CHARS = 3000
 RETRY_PAGE_SHARE = 0.2
 RETRY_ACCEPT_RATIO = 2.0
+# The fast pass (no fallback extractors) is trusted unless its text is shorter than this, which is
+# trafilatura's own MIN_EXTRACTED_SIZE: below it trafilatura itself calls in a fallback.
+FAST_MIN_CHARS = 250
 # Detection overrules the declared language only when it is this sure, on this much text.
 LANGUAGE_OVERRULE_CONFIDENCE = 0.99
 LANGUAGE_SAMPLE_CHARS = 600
 LANGUAGE_MIN_CHARS = 200
 
 _PRECISE: dict[str, Any] = {"favor_precision": True, "include_comments": False}
+_FAST_PRECISE: dict[str, Any] = {**_PRECISE, "fast": True}
 _BALANCED: dict[str, Any] = {"include_comments": False}
 # Dates from markup, structured data and the URL only: htmldate's search of the visible text
 # turns a copyright line into "January 1st", and the feed usually has the date anyway.
@@ -119,8 +126,12 @@ def extract_article(html: bytes | str, *, url: str) -> Extracted | None:
 
 
 def _main_text(tree: HtmlElement, *, url: str) -> str:
+    page_chars = _paragraph_chars(tree)
+    text = _extract_text(tree, url=url, options=_FAST_PRECISE)
+    if len(text) >= FAST_MIN_CHARS and not covers_little(text, page_chars=page_chars):
+        return text
     text = _extract_text(tree, url=url, options=_PRECISE)
-    if not covers_little(text, page_chars=_paragraph_chars(tree)):
+    if not covers_little(text, page_chars=page_chars):
         return text
     retry = _extract_text(tree, url=url, options=_BALANCED)
     return retry if len(retry) > RETRY_ACCEPT_RATIO * len(text) else text
@@ -230,6 +241,11 @@ def article_language(declared: str | None, text: str) -> str | None:
     if declared is None or (detected != declared and confidence >= LANGUAGE_OVERRULE_CONFIDENCE):
         return str(detected)
     return declared
+
+
+def warm_up() -> None:
+    """Load the language model now, e.g. in a worker's parent process before it forks."""
+    _language_identifier()
 
 
 @cache

@@ -39,6 +39,7 @@ class FetchErrorKind(StrEnum):
     TOO_LARGE = "too_large"
     TOO_MANY_REDIRECTS = "too_many_redirects"
     HOST_BUSY = "host_busy"  # the host's politeness budget is spent: try again shortly
+    ROBOTS_DISALLOWED = "robots_disallowed"  # robots.txt keeps us out of this URL
 
 
 class FetchError(Exception):
@@ -181,14 +182,19 @@ class Fetcher:
         max_bytes: int,
         etag: str | None = None,
         last_modified: str | None = None,
+        obey_robots: bool = False,
     ) -> FetchResult:
-        """GET url, following redirects hop by hop (each hop guarded), within one deadline."""
+        """GET url, following redirects hop by hop within one deadline. Each hop is guarded
+        and, with obey_robots, must be allowed by its host's robots.txt."""
         headers = _conditional_headers(etag, last_modified)
         deadline = self._clock() + self._timeout
         redirects: list[tuple[int, str]] = []
         current = url
         while True:
             check_url(current)
+            if obey_robots and not self.robots_allow(current):
+                message = f"{current} is disallowed by robots.txt"
+                raise FetchError(FetchErrorKind.ROBOTS_DISALLOWED, message)
             status, response_headers, body = self._get_once(current, headers, max_bytes, deadline)
             location = response_headers.get("location")
             if status not in REDIRECT_STATUSES or not location:

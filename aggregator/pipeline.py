@@ -414,9 +414,7 @@ def _download_and_extract(
     url: str, *, fetcher: Fetcher, settings: Settings, now: datetime, final_attempt: bool
 ) -> tuple[Extracted | None, str | None]:
     try:
-        if not fetcher.robots_allow(url):
-            return None, "disallowed by robots.txt"
-        response = fetcher.fetch(url, max_bytes=settings.fetch_max_page_bytes)
+        response = fetcher.fetch(url, max_bytes=settings.fetch_max_page_bytes, obey_robots=True)
     except FetchError as exc:
         if exc.kind is FetchErrorKind.HOST_BUSY:
             _retry_unless_final(str(exc), final_attempt, settings.poll_defer_seconds)

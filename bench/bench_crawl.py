@@ -30,7 +30,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from aggregator import pipeline, store
+from aggregator import extract, pipeline, store
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.fetch import Fetcher
 from aggregator.models import Article
@@ -183,6 +183,7 @@ def bench_extraction(
         rows = session.exec(select(Article.id, Article.url).order_by(col(Article.id))).all()
     rows = rows[:count]
     now = datetime.now(UTC)
+    extract.warm_up()  # as a worker does at start: the language model loads once per process
     started = time.perf_counter()
     for article_id, _ in rows:
         with session_scope(engine) as session:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from sqlalchemy.engine import Engine
 
+from aggregator import extract
 from aggregator.db import make_engine
 from aggregator.fetch import Fetcher
 from aggregator.settings import Settings, get_settings
@@ -50,6 +51,12 @@ def use_runtime(new: Runtime | None) -> None:
     if _runtime is not None and _runtime is not new:
         _runtime.close()
     _runtime = new
+
+
+@worker_init.connect
+def _load_models_before_fork(**_: Any) -> None:
+    # Loaded once in the parent, the language model is shared by the forked pool processes.
+    extract.warm_up()
 
 
 @worker_process_init.connect

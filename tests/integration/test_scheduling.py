@@ -184,9 +184,34 @@ def test_robots_txt_is_honoured_for_pages_and_cached(
         article = session.get(Article, article_id)
         assert article is not None
         assert article.extraction_status == "summary"
-        assert article.fetch_error == "disallowed by robots.txt"
+        assert article.fetch_error is not None
+        assert article.fetch_error.endswith("/private/a is disallowed by robots.txt")
     assert fetcher.robots_allow(site.url("/public/x"))
     assert site.hits.count("/robots.txt") == 1 and "/private/a" not in site.hits
+    fetcher.close()
+
+
+def test_robots_txt_is_checked_where_a_redirect_leads(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    site.serve("/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    site.serve("/private/a", "<html><body><p>secret</p></body></html>")
+    hop = site.serve("/go/a", "", status=302, headers={"Location": "/private/a"})
+    source_id = _add(engine, site.serve("/feed", RSS.format(hop)))
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        (article_id,) = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        ).new_article_ids
+    with session_scope(engine) as session:
+        pipeline.fetch_article(
+            article_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+        article = session.get(Article, article_id)
+        assert article is not None and article.fetch_error is not None
+        assert article.extraction_status == "summary"
+        assert "/private/a is disallowed by robots.txt" in article.fetch_error
+    assert "/go/a" in site.hits and "/private/a" not in site.hits
     fetcher.close()
 
 
