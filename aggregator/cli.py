@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from aggregator import store
 from aggregator.db import make_engine, session_scope, upgrade_database
-from aggregator.models import Source, Story
+from aggregator.models import Source, Story, Subscriber
 from aggregator.settings import Settings, get_settings
 from aggregator.sources import SourceEntry, SourceListError, parse_source_list, render_opml
 
@@ -235,7 +235,8 @@ def _story_text(summary: dict[str, object]) -> str:
 @click.pass_context
 def worker(ctx: click.Context, beat: bool) -> None:
     """Start a Celery worker on all queues (extra arguments go to celery)."""
-    from workers.celery_app import QUEUES, app
+    from aggregator.queues import QUEUES
+    from workers.celery_app import app
 
     _engine(get_settings())
     argv = ["worker", "-Q", ",".join(QUEUES), "--loglevel", "INFO", *ctx.args]
@@ -255,15 +256,19 @@ def beat(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default from settings).")
 @click.option("--port", default=None, type=int, help="Port (default from settings).")
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API."""
+@click.option("--workers", default=1, type=click.IntRange(1, 64), help="Worker processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the HTTP API (and the pages for people)."""
     import uvicorn
 
-    from aggregator.api.app import create_app
-
     settings = get_settings()
+    _engine(settings).dispose()  # migrate once, before the workers start
     uvicorn.run(
-        create_app(settings), host=host or settings.api_host, port=port or settings.api_port
+        "aggregator.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
     )
 
 
@@ -287,6 +292,225 @@ def eval_clusters(file: Path, predictions: Path | None) -> None:
     if predictions is not None:
         write_predictions(predictions, predicted)
     click.echo(json.dumps(report))
+
+
+# ---------------------------------------------------------------- subscribers and the digest
+
+
+@main.group()
+def subscribers() -> None:
+    """Readers of the daily digest."""
+
+
+def _split_words(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--timezone", "timezone_", default="UTC", show_default=True, help="IANA name.")
+@click.option("--hour", default=7, show_default=True, type=click.IntRange(0, 23))
+@click.option("--keywords", multiple=True, help="Words or phrases (repeat, or comma-separated).")
+@click.option("--include-source", multiple=True, type=int, help="Only stories of source ids.")
+@click.option("--exclude-source", multiple=True, type=int, help="Never these source ids.")
+@click.option("--max-stories", default=None, type=click.IntRange(1, 50))
+def subscribers_add(
+    email: str,
+    timezone_: str,
+    hour: int,
+    keywords: tuple[str, ...],
+    include_source: tuple[int, ...],
+    exclude_source: tuple[int, ...],
+    max_stories: int | None,
+) -> None:
+    """Add a reader (confirmed: an operator vouches for the address), or update one."""
+    from aggregator.subscribers import InvalidSubscriber, SubscriberFields, add_subscriber
+
+    settings = get_settings()
+    fields = SubscriberFields(
+        email, timezone_, hour, _split_words(keywords), include_source, exclude_source, max_stories
+    )
+    try:
+        with session_scope(_engine(settings)) as session:
+            subscriber, created = add_subscriber(
+                fields, session=session, settings=settings, now=_now(), confirmed=True
+            )
+    except InvalidSubscriber as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"{'added' if created else 'updated'}  #{subscriber.id}  {subscriber.email}")
+
+
+@subscribers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per subscriber and line.")
+def subscribers_list(as_json: bool) -> None:
+    """Every subscriber with their preferences and state."""
+    from aggregator.digest_store import list_subscribers
+
+    with session_scope(_engine(get_settings())) as session:
+        rows = list_subscribers(session=session)
+    for s in rows:
+        state = _subscriber_state(s)
+        if as_json:
+            row = s.model_dump(mode="json", exclude={"id"})
+            click.echo(json.dumps({"id": s.id, "state": state, **row}))
+        else:
+            words = f"  keywords: {', '.join(s.keywords)}" if s.keywords else ""
+            click.echo(
+                f"#{s.id:<4} {state:<12} {s.email}  {s.timezone} {s.send_hour:02d}:00  "
+                f"max {s.max_stories}{words}"
+            )
+
+
+def _subscriber_state(subscriber: Subscriber) -> str:
+    if not subscriber.active:
+        return "unsubscribed"
+    if subscriber.confirmed_at is None:
+        return "unconfirmed"
+    return "paused" if subscriber.paused_at else "receiving"
+
+
+@subscribers.command("remove")
+@click.argument("email")
+def subscribers_remove(email: str) -> None:
+    """Delete a reader and their delivery records."""
+    from aggregator.digest_store import delete_subscriber, subscriber_by_email
+
+    with session_scope(_engine(get_settings())) as session:
+        subscriber = subscriber_by_email(session=session, email=email)
+        if subscriber is None or subscriber.id is None:
+            raise click.ClickException(f"no subscriber {email}")
+        delete_subscriber(session=session, subscriber_id=subscriber.id)
+    click.echo(f"removed  {email}")
+
+
+@main.group()
+def digest() -> None:
+    """The daily digest email."""
+
+
+def _subscriber(email: str, *, session: Session) -> Subscriber:
+    from aggregator.digest_store import subscriber_by_email
+
+    subscriber = subscriber_by_email(session=session, email=email)
+    if subscriber is None:
+        raise click.ClickException(f"no subscriber {email} (add one with `subscribers add`)")
+    return subscriber
+
+
+@digest.command("send")
+@click.option("--email", required=True, help="The subscriber's address.")
+def digest_send(email: str) -> None:
+    """Send the reader's digest for their current local day now (once a day: a second run
+    sends nothing and says why)."""
+    from aggregator import delivery
+    from aggregator.digest import local_day
+    from aggregator.subscribers import DigestConfigError
+
+    settings = get_settings()
+    engine = _engine(settings)
+    now = _now()
+    with session_scope(engine) as session:
+        subscriber = _subscriber(email, session=session)
+    day = local_day(subscriber.timezone, now)
+    try:
+        outcome = delivery.send_digest(
+            subscriber.id or 0, day, engine=engine, settings=settings, now=now
+        )
+    except DigestConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except delivery.SendLater as exc:
+        raise click.ClickException(f"not sent, will retry: {exc}") from exc
+    if outcome.status != "sent" or not outcome.now:
+        raise click.ClickException(f"nothing sent: {outcome.reason}")
+    click.echo(f"{outcome.reason} to {email} for {day}, Message-ID {outcome.message_id}")
+
+
+@digest.command("preview")
+@click.option("--email", required=True, help="The subscriber's address.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+def digest_preview(email: str, output_dir: Path) -> None:
+    """Write the reader's digest as it would go out now to an HTML and a text file (nothing is
+    sent or recorded; the minimum number of stories does not apply)."""
+    from aggregator import delivery
+    from aggregator.digest import local_day
+    from aggregator.subscribers import DigestConfigError
+
+    settings = get_settings()
+    now = _now()
+    try:
+        with session_scope(_engine(settings)) as session:
+            subscriber = _subscriber(email, session=session)
+            built = delivery.build_digest(
+                subscriber,
+                session=session,
+                settings=settings,
+                now=now,
+                day=local_day(subscriber.timezone, now),
+                min_stories=1,
+            )
+    except DigestConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if built.rendered is None:
+        raise click.ClickException(f"no digest: {built.selection.skip_reason}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"digest-{email.replace('@', '_at_')}"
+    html_file, text_file = output_dir / f"{stem}.html", output_dir / f"{stem}.txt"
+    html_file.write_text(built.rendered.html, "utf-8")
+    text_file.write_text(built.rendered.text, "utf-8")
+    click.echo(f"{built.rendered.subject}\nwrote {html_file} and {text_file}")
+
+
+# ---------------------------------------------------------------- operations
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def status(as_json: bool) -> None:
+    """Sources by health, queue depths, articles and stories of the last hour and day, and the
+    publication-to-storage delay of recent articles."""
+    from dataclasses import asdict
+
+    from aggregator.queues import queue_depths
+    from aggregator.status import collect_status, format_status
+
+    settings = get_settings()
+    with session_scope(_engine(settings)) as session:
+        report = collect_status(session=session, now=_now(), queues=queue_depths(settings))
+    click.echo(json.dumps(asdict(report)) if as_json else format_status(report))
+
+
+# ---------------------------------------------------------------- retention
+
+
+@main.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only count what would be purged.")
+def purge(dry_run: bool) -> None:
+    """Purge articles and stories older than the retention period, leaving tombstones (the
+    workers do this hourly)."""
+    from aggregator import retention
+
+    settings = get_settings()
+    engine = _engine(settings)
+    now = _now()
+    since = f"older than {retention.retention_cutoff(settings, now):%Y-%m-%d %H:%M} UTC"
+    if dry_run:
+        with session_scope(engine) as session:
+            articles, stories = retention.preview_purge(session=session, settings=settings, now=now)
+        click.echo(f"would purge {articles} articles and {stories} stories {since}")
+        return
+    reports: list[retention.PurgeReport] = []
+    while not reports or reports[-1].more:
+        with session_scope(engine) as session:
+            reports.append(retention.purge_batch(session=session, settings=settings, now=now))
+    articles, stories = sum(r.articles for r in reports), sum(r.stories for r in reports)
+    tombstones = sum(r.tombstones_expired for r in reports)
+    click.echo(f"purged {articles} articles and {stories} stories {since}")
+    click.echo(f"removed {tombstones} tombstones no feed has shown for the retention period")
 
 
 # ---------------------------------------------------------------- extraction
@@ -389,6 +613,8 @@ def demo(reset: bool) -> None:
         f"recall {pairwise.recall:.3f}, F1 {pairwise.f1:.3f}; B-cubed F1 {bcubed.f1:.3f}"
     )
     click.echo(f"Store: {settings.effective_database_url}")
+    if report.digest_file is not None:
+        click.echo(f"The demo day's digest email: {report.digest_file}")
     click.echo("See them again with `aggregator stories`, or browse with `aggregator serve`.")
 
 

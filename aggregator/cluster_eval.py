@@ -2,8 +2,9 @@
 
 Each row becomes an extracted article in a temporary SQLite store and goes through
 pipeline.cluster_article (near-duplicates, wall pages, the story clusterer and its SQL state), one
-transaction per article, in (published, id) order, with the default settings. Only the labels are
-kept aside, to score the stories at the end.
+transaction per article, in (published, id) order, with the default settings. A row without a
+``language`` gets the one extraction would detect (extract.article_language), so stories never
+mix languages here either. Only the labels are kept aside, to score the stories at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aggregator import pipeline, store
 from aggregator.clustering.evaluate import parse_published, stream_order
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.dedup import content_hash
+from aggregator.extract import article_language
 from aggregator.metrics import bcubed_scores, pairwise_scores
 from aggregator.models import Article, ExtractionStatus
 from aggregator.settings import Settings
@@ -79,7 +81,7 @@ def _cluster_rows(rows: list[Row], engine: Engine, settings: Settings) -> Iterat
             if source_id is None:
                 source_id = _source_for(session, outlet, len(source_ids))
                 source_ids[outlet] = source_id
-            article = _article_for(row, source_id)
+            article = article_for_row(row, source_id)
             session.add(article)
             session.flush()
             article_id = article.id or 0
@@ -97,7 +99,8 @@ def _source_for(session: Session, outlet: str, number: int) -> int:
     return source.id or 0
 
 
-def _article_for(row: Row, source_id: int) -> Article:
+def article_for_row(row: Row, source_id: int) -> Article:
+    """The extracted article a labelled row stands for; its language detected if not given."""
     title, text = str(row.get("title") or ""), str(row.get("text") or "")
     return Article(
         source_id=source_id,
@@ -106,7 +109,7 @@ def _article_for(row: Row, source_id: int) -> Article:
         canonical_url=f"urn:eval:{row['id']}",
         title=title,
         text=text,
-        language=row.get("language"),
+        language=row.get("language") or article_language(None, text),
         extraction_status=ExtractionStatus.EXTRACTED.value,
         content_hash=content_hash(title, text),
         published_at=_published(row),

@@ -80,7 +80,11 @@ class Source(SQLModel, table=True):
 
 class Story(SQLModel, table=True):
     __tablename__ = "stories"
-    __table_args__ = (UniqueConstraint("cluster_key", name="uq_stories_cluster_key"),)
+    __table_args__ = (
+        UniqueConstraint("cluster_key", name="uq_stories_cluster_key"),
+        Index("ix_stories_article_count", "article_count"),
+        Index("ix_stories_language_last_seen", "language", "last_seen"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     headline: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -125,6 +129,8 @@ class Article(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source_id", "guid", name="uq_articles_source_guid"),
         Index("ix_articles_story_published", "story_id", "published_at"),
+        Index("ix_articles_source_published", "source_id", "published_at"),
+        Index("ix_articles_extraction_status", "extraction_status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -169,8 +175,16 @@ class Subscriber(SQLModel, table=True):
     send_hour: int = Field(default=7, ge=0, le=23)
     keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     max_stories: int = Field(default=10)
-    active: bool = Field(default=True)
+    active: bool = Field(default=True)  # False once unsubscribed
     created_at: datetime = utc_column(nullable=False)
+    include_sources: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    exclude_sources: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    confirmed_at: datetime | None = utc_column()  # double opt-in: nothing is sent before
+    confirmation_sent_at: datetime | None = utc_column()
+    unsubscribed_at: datetime | None = utc_column()
+    bounce_count: int = Field(default=0)  # permanent rejections of the address in a row
+    paused_at: datetime | None = utc_column()  # paused after repeated bounces
+    pause_reason: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class DigestDelivery(SQLModel, table=True):
@@ -179,14 +193,44 @@ class DigestDelivery(SQLModel, table=True):
     __tablename__ = "digest_deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "local_day", name="uq_digest_subscriber_day"),
+        Index("ix_digest_deliveries_local_day", "local_day"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscribers.id", index=True)
     local_day: date
-    status: str = Field(default="claimed", max_length=16)
+    status: str = Field(default="claimed", max_length=16)  # a DeliveryStatus
     message_id: str = Field(sa_column=Column(Text, nullable=False))
     story_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    error: str | None = Field(default=None, sa_column=Column(Text))
+    # Distinct outlets of each sent story at sending time ({story id: outlets}).
+    story_outlets: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    error: str | None = Field(default=None, sa_column=Column(Text))  # why skipped or failed
     created_at: datetime = utc_column(nullable=False)
     sent_at: datetime | None = utc_column()
+    claimed_at: datetime | None = utc_column()  # the lease of the send in flight
+    attempts: int = Field(default=0)
+
+
+class DeliveryStatus(StrEnum):
+    CLAIMED = "claimed"  # a sender holds it (until its lease runs out)
+    RETRY = "retry"  # a transient failure: free to be claimed again
+    SENT = "sent"  # the SMTP server accepted it: never sent again
+    SKIPPED = "skipped"  # too few stories, or nothing to send: reason in error
+    FAILED = "failed"  # permanent rejection, or attempts used up: reason in error
+
+
+class Tombstone(SQLModel, table=True):
+    """An article purged by retention. Feeds that still carry its entry do not bring it back:
+    each sighting renews the tombstone, which expires only once no feed has shown it for a
+    retention period."""
+
+    __tablename__ = "tombstones"
+    __table_args__ = (Index("ix_tombstones_source_guid", "source_id", "guid"),)
+
+    canonical_url: str = Field(sa_column=Column(Text, primary_key=True))
+    source_id: int
+    guid: str = Field(sa_column=Column(Text, nullable=False))
+    purged_at: datetime = utc_column(nullable=False)
+    last_seen_at: datetime = utc_column(nullable=False, index=True)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from aggregator import health, store
+from aggregator import health, purge, store
 from aggregator.cluster_store import SqlClusterState
 from aggregator.clustering import (
     ClusterDoc,
@@ -134,7 +134,10 @@ def poll_feed(
     if source is None:
         return PollOutcome(source_id, "missing")
     if lease is not None and source.poll_started_at != lease:
-        return PollOutcome(source_id, "skipped")  # done already, or another poll holds it
+        # Done already, or another poll holds it. A redelivered poll whose first run died after
+        # its commit, before enqueueing the fetches, sends the source's pending articles on.
+        pending = store.pending_article_ids(session=session, source_id=source_id)
+        return PollOutcome(source_id, "skipped", pending)
     outcome = _poll(source, session=session, fetcher=fetcher, settings=settings, now=now)
     if lease is not None and not store.release_source(
         session=session, source_id=source_id, lease=lease
@@ -226,7 +229,10 @@ def _store_entries(
     source: Source, feed: ParsedFeed, *, session: Session, settings: Settings, now: datetime
 ) -> list[int]:
     to_fetch = []
+    expired_before = now - timedelta(days=settings.retention_days)
     for entry in feed.entries[: settings.max_entries_per_poll]:
+        if entry.published is not None and entry.published < expired_before:
+            continue  # retention would purge it at once
         article_id = _store_entry(source, entry, session=session, now=now)
         if article_id is not None:
             to_fetch.append(article_id)
@@ -246,6 +252,12 @@ def _store_entry(
         return _update_entry(known, entry, session=session)
     canonical = canonical_url(entry.link)
     if store.canonical_url_taken(session=session, canonical_url=canonical):
+        return None
+    tombstone = purge.find_tombstone(
+        session=session, source_id=source.id, guid=entry.guid, canonical_url=canonical
+    )
+    if tombstone is not None:  # purged by retention: the sighting keeps the tombstone alive
+        tombstone.last_seen_at = now
         return None
     article = Article(
         source_id=source.id,
@@ -398,8 +410,12 @@ def fetch_article(
     Returns whether the article goes on to clustering (a copy goes there to join its original).
     Raises RetryLater on a transient failure unless this is the final attempt."""
     article = session.get(Article, article_id)
-    if article is None or article.extraction_status != ExtractionStatus.PENDING.value:
+    if article is None:
         return False
+    if article.extraction_status != ExtractionStatus.PENDING.value:
+        # Fetched already: a redelivered fetch whose first run died after its commit, before
+        # enqueueing the clustering, sends the article on (clustering it twice is harmless).
+        return article.story_id is None and article.extraction_status in _CLUSTERABLE
     extracted, error = _download_and_extract(
         article.url, fetcher=fetcher, settings=settings, now=now, final_attempt=final_attempt
     )
@@ -408,6 +424,13 @@ def fetch_article(
         return False
     _mark_if_duplicate(article, session=session)
     return True
+
+
+_CLUSTERABLE = {
+    ExtractionStatus.EXTRACTED.value,
+    ExtractionStatus.SUMMARY.value,
+    ExtractionStatus.DUPLICATE.value,
+}
 
 
 def _download_and_extract(
@@ -532,8 +555,8 @@ def _assign_story(
     vectors = clusterer.vectorise(doc)
     assignment = clusterer.place(doc.key, vectors, clusterer.score_candidates(vectors))
     story = state.story_row(assignment.story_key)
-    assert story is not None
-    profile = StoryProfile.from_json(story.profile)
+    profile = state.story(assignment.story_key)
+    assert story is not None and profile is not None
     article.story_id = story.id
     article.story_score = assignment.score
     session.flush()

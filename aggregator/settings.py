@@ -12,9 +12,9 @@ import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -79,8 +79,58 @@ class Settings(BaseSettings):
         500, gt=0, description="Story repair looks at most at this many (latest) stories."
     )
 
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Worker and beat logs: one JSON object per line, or plain text."
+    )
+    log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    stalled_article_seconds: int = Field(
+        1800, gt=0, description="An article this long without its next task gets it again."
+    )
+
+    retention_days: float = Field(
+        90.0, gt=0, description="Articles and quiet stories older than this are purged."
+    )
+    purge_batch_size: int = Field(1000, gt=0, description="Articles (and stories) per purge batch.")
+
     api_host: str = Field("127.0.0.1")
     api_port: int = Field(8000, gt=0, lt=65536)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys that allow API writes and full text; none = off."
+    )
+    api_rate_limit: str = Field(
+        "", description='Requests per client, e.g. "120/minute"; empty = no limit.'
+    )
+    api_metrics_public: bool = Field(False, description="Serve /metrics beyond loopback clients.")
+
+    # The daily digest (aggregator/digest.py, delivery.py, mail.py).
+    secret_key: SecretStr = Field(
+        SecretStr(""), description="Signs unsubscribe and confirmation links; required to mail."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Address of the API as readers reach it (links)."
+    )
+    smtp_host: str = Field("localhost")
+    smtp_port: int = Field(25, gt=0, lt=65536)
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field("none")
+    smtp_user: str = Field("")
+    smtp_password: SecretStr = Field(SecretStr(""))
+    smtp_ca_file: str = Field(
+        "", description="PEM CA bundle that verifies the SMTP server; empty = the system store."
+    )
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds for connecting and each reply.")
+    mail_from: str = Field("News digest <digest@localhost>")
+    digest_min_stories: int = Field(3, ge=1, description="Fewer qualifying stories: skip the day.")
+    digest_max_stories: int = Field(10, ge=1, description="Default maximum for new subscribers.")
+    digest_window_hours: float = Field(24.0, gt=0, description="Story window without a digest.")
+    digest_max_window_hours: float = Field(72.0, gt=0, description="Longest window since one.")
+    digest_resend_min_new_outlets: int = Field(2, ge=1)
+    digest_lease_seconds: int = Field(900, gt=0, description="A claimed send older is retried.")
+    digest_send_attempts: int = Field(5, ge=1, description="Tries on transient SMTP errors.")
+    digest_max_bounces: int = Field(3, ge=1, description="Bounces in a row that pause a reader.")
+    signup_per_client_per_hour: int = Field(5, ge=1)
+    signup_confirm_hours: float = Field(48.0, gt=0, description="Life of a confirmation link.")
+    signup_resend_minutes: float = Field(10.0, ge=0, description="Least gap between two mails.")
 
     @field_validator("fetch_allow_networks", mode="before")
     @classmethod
@@ -88,6 +138,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        if value.strip():
+            parse(value)  # raises ValueError on a malformed limit
+        return value.strip()
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ from aggregator.models import (
     ArticleBand,
     ClusterTerm,
     DigestDelivery,
+    ExtractionStatus,
     Source,
     Story,
     StoryIndexEntry,
@@ -89,6 +90,43 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0))
 
 
+# Statuses of articles that belong in a story once clustered.
+CLUSTERED_STATUSES = (
+    ExtractionStatus.EXTRACTED.value,
+    ExtractionStatus.SUMMARY.value,
+    ExtractionStatus.DUPLICATE.value,
+)
+
+
+def pending_article_ids(*, session: Session, source_id: int) -> list[int]:
+    """The source's articles still waiting for their fetch."""
+    query = select(Article.id).where(
+        Article.source_id == source_id,
+        Article.extraction_status == ExtractionStatus.PENDING.value,
+    )
+    return [article_id for article_id in session.exec(query).all() if article_id is not None]
+
+
+def stalled_article_ids(
+    *, session: Session, before: datetime, limit: int
+) -> tuple[list[int], list[int]]:
+    """Articles whose next task should long have run: (still pending since before `before`,
+    fetched before it but in no story). A task lost in a crash leaves them so."""
+    pending = select(Article.id).where(
+        Article.extraction_status == ExtractionStatus.PENDING.value,
+        col(Article.discovered_at) < before,
+    )
+    unclustered = select(Article.id).where(
+        col(Article.extraction_status).in_(CLUSTERED_STATUSES),
+        col(Article.story_id).is_(None),
+        col(Article.fetched_at) < before,
+    )
+    return (
+        [i for i in session.exec(pending.order_by(col(Article.id)).limit(limit)) if i],
+        [i for i in session.exec(unclustered.order_by(col(Article.id)).limit(limit)) if i],
+    )
+
+
 def entries_since(*, session: Session, source_id: int, since: datetime) -> int:
     """Articles of the source published (or, undated, discovered) since `since`."""
     when = func.coalesce(col(Article.published_at), col(Article.discovered_at))
@@ -150,8 +188,9 @@ def add_document(*, session: Session, terms: Iterable[str]) -> tuple[int, dict[s
     Returns the document count and the terms' updated document frequencies."""
     distinct = sorted(set(terms) | {DOCUMENT_COUNT_TERM})
     _upsert_terms(session, distinct, increment=1)
-    rows = session.exec(select(ClusterTerm).where(col(ClusterTerm.term).in_(distinct))).all()
-    frequencies = {row.term: row.document_count for row in rows}
+    query = select(ClusterTerm.term, ClusterTerm.document_count)  # plain rows, not ORM objects
+    rows = session.exec(query.where(col(ClusterTerm.term).in_(distinct))).all()
+    frequencies = {term: count for term, count in rows}
     return frequencies.pop(DOCUMENT_COUNT_TERM), frequencies
 
 

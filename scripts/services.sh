@@ -46,6 +46,8 @@ start_redis() {
 
 start_postgres
 start_redis
+# Headless Chromium renders the pages for people and the digest in the rendering tests.
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || ensure_packages chromium
 # The tests create (and drop) their own databases; they need a role that may do so over TCP.
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc "select 1" >/dev/null \
   || { log "PostgreSQL does not accept the postgres role over TCP with trust auth"; exit 1; }

@@ -1,7 +1,7 @@
 """Train the story-clusterer pair model from labelled JSONL streams.
 
     python scripts/train_clusterer.py A.jsonl B.jsonl C.jsonl            # writes model.json
-    python scripts/train_clusterer.py --leave-one-out A.jsonl B.jsonl C.jsonl
+    python scripts/train_clusterer.py --leave-one-out [--jobs 3] A.jsonl B.jsonl C.jsonl
 
 --leave-one-out prints, for each file, the scores of a model trained without that file.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
+from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +26,30 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def leave_one_out(streams: dict[str, list[dict[str, Any]]]) -> None:
-    for held_out, rows in streams.items():
-        training = [other for name, other in streams.items() if name != held_out]
-        model = train_model(training)
-        result = evaluate_stream(rows, model)
-        print(json.dumps({"file": held_out, "threshold": model.threshold, **result}))
+def held_out_scores(streams: dict[str, list[dict[str, Any]]], held_out: str) -> dict[str, Any]:
+    """Scores on ``held_out`` of a model trained on the other streams."""
+    model = train_model([rows for name, rows in streams.items() if name != held_out])
+    result = evaluate_stream(streams[held_out], model)
+    return {"file": held_out, "threshold": model.threshold, **result}
+
+
+def leave_one_out(streams: dict[str, list[dict[str, Any]]], jobs: int) -> None:
+    score = partial(held_out_scores, streams)
+    with Pool(max(jobs, 1)) as pool:
+        for result in pool.imap(score, streams):
+            print(json.dumps(result), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="labelled JSONL files")
     parser.add_argument("--leave-one-out", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, help="held-out files run in parallel")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
     streams = {path.stem: read_rows(path) for path in args.files}
     if args.leave_one_out:
-        leave_one_out(streams)
+        leave_one_out(streams, args.jobs)
         return
     model = train_model(list(streams.values()))
     model = type(model).from_json({**model.to_json(), "info": {"trained_on": sorted(streams)}})

@@ -15,8 +15,7 @@ from aggregator import extract
 from aggregator.db import make_engine
 from aggregator.fetch import Fetcher
 from aggregator.settings import Settings, get_settings
-
-QUEUES = ("polling", "fetching", "clustering")
+from workers import signals  # noqa: F401  (connects logging and task statistics)
 
 
 @dataclass
@@ -80,16 +79,43 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "workers.tasks.fetch_article": {"queue": "fetching"},
             "workers.tasks.cluster_article": {"queue": "clustering"},
             "workers.tasks.repair_stories": {"queue": "clustering"},
+            "workers.tasks.purge_expired": {"queue": "clustering"},
+            "workers.tasks.resend_stalled_articles": {"queue": "polling"},
+            "workers.tasks.schedule_due_digests": {"queue": "digest"},
+            "workers.tasks.send_digest": {"queue": "digest"},
         },
         "task_soft_time_limit": 120,
         "task_time_limit": 180,
         "broker_connection_retry_on_startup": True,
+        # A task that committed must get its follow-ups out: publishing waits out a broker
+        # restart (about two minutes) instead of failing after Celery's default 0.6 s.
+        "task_publish_retry_policy": {
+            "max_retries": 30,
+            "interval_start": 0,
+            "interval_step": 1,
+            "interval_max": 5,
+        },
         "beat_schedule": {
             "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 60.0},
             "repair-stories": {
                 "task": "workers.tasks.repair_stories",
                 "schedule": 30 * 60.0,
                 "options": {"expires": 25 * 60},  # a late run is dropped, the next one comes
+            },
+            "resend-stalled-articles": {
+                "task": "workers.tasks.resend_stalled_articles",
+                "schedule": 600.0,
+                "options": {"expires": 9 * 60},
+            },
+            "purge-expired": {
+                "task": "workers.tasks.purge_expired",
+                "schedule": 3600.0,
+                "options": {"expires": 55 * 60},
+            },
+            "schedule-due-digests": {
+                "task": "workers.tasks.schedule_due_digests",
+                "schedule": 15 * 60.0,
+                "options": {"expires": 14 * 60},
             },
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),

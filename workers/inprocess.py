@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlmodel import Session
 
-from aggregator import pipeline, store
+from aggregator import delivery, pipeline, store
 from aggregator.db import session_scope, upgrade_database
 from aggregator.demo import LOOPBACK_NETWORK, Corpus, serve_corpus
 from aggregator.metrics import Scores, bcubed_scores, pairwise_scores
@@ -48,7 +49,7 @@ def crawl_due_sources(progress: Progress | None = None) -> CrawlReport:
     polled: set[int] = set()
     new_articles = 0
     with eager_tasks():
-        while batch := [(i, lease) for i, lease in _claim_due_sources() if i not in polled]:
+        while batch := _claim_due_sources(skip=polled):
             for source_id, lease in batch:
                 polled.add(source_id)
                 new = int(tasks.poll_feed.delay(source_id, lease.isoformat()).get())
@@ -58,11 +59,17 @@ def crawl_due_sources(progress: Progress | None = None) -> CrawlReport:
     return CrawlReport(len(polled), new_articles)
 
 
-def _claim_due_sources() -> list[tuple[int, datetime]]:
+def _claim_due_sources(skip: set[int]) -> list[tuple[int, datetime]]:
+    """Claim the due sources except `skip` (polled in this crawl already and due again: their
+    lease goes straight back, so the next crawl or worker can poll them)."""
     rt = runtime()
     with session_scope(rt.engine) as session:
         now = datetime.now(UTC)
-        return pipeline.schedule_due_feeds(session=session, settings=rt.settings, now=now)
+        claimed = pipeline.schedule_due_feeds(session=session, settings=rt.settings, now=now)
+        for source_id, lease in claimed:
+            if source_id in skip:
+                store.release_source(session=session, source_id=source_id, lease=lease)
+        return [(source_id, lease) for source_id, lease in claimed if source_id not in skip]
 
 
 def _source(source_id: int) -> Source:
@@ -85,6 +92,7 @@ class DemoReport:
     stories: list[Story]  # widest first
     pairwise: Scores
     bcubed: Scores
+    digest_file: Path | None = None  # the demo day's digest as a mail (demo-digest.eml)
 
 
 def run_demo(settings: Settings, *, reset: bool, progress: Progress | None = None) -> DemoReport:
@@ -112,11 +120,16 @@ def run_demo(settings: Settings, *, reset: bool, progress: Progress | None = Non
             store.latest_stories(session=session, limit=1000),
             key=lambda s: (-s.source_count, -s.article_count, s.id or 0),
         )
+        message = delivery.demo_digest(session=session, settings=settings, now=datetime.now(UTC))
+    digest_file = Path("demo-digest.eml") if message is not None else None
+    if message is not None and digest_file is not None:
+        digest_file.write_bytes(message.as_bytes())
     return DemoReport(
         report.new_articles,
         stories,
         pairwise_scores(gold, predicted),
         bcubed_scores(gold, predicted),
+        digest_file,
     )
 
 

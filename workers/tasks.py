@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from celery import Task
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from aggregator import pipeline
+from aggregator import delivery, pipeline, retention, store
 from aggregator.db import session_scope
 from workers.celery_app import app, runtime
 
@@ -16,7 +19,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@app.task(name="workers.tasks.schedule_due_feeds")
+# A lost database connection (a restart, a failover, a dropped connection) or Redis (which
+# holds the per-host request budget) out of reach rolls the task's transaction back; the task
+# then runs again a little later instead of being dropped.
+TRANSIENT_RETRY: dict[str, Any] = {
+    "autoretry_for": (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+}
+
+
+@app.task(name="workers.tasks.schedule_due_feeds", **TRANSIENT_RETRY, max_retries=12)
 def schedule_due_feeds() -> int:
     rt = runtime()
     with session_scope(rt.engine) as session:
@@ -26,7 +39,7 @@ def schedule_due_feeds() -> int:
     return len(claimed)
 
 
-@app.task(name="workers.tasks.poll_feed")
+@app.task(name="workers.tasks.poll_feed", **TRANSIENT_RETRY, max_retries=12)
 def poll_feed(source_id: int, lease: str | None = None) -> int:
     rt = runtime()
     with session_scope(rt.engine) as session:
@@ -43,7 +56,7 @@ def poll_feed(source_id: int, lease: str | None = None) -> int:
     return len(outcome.new_article_ids)
 
 
-@app.task(name="workers.tasks.fetch_article", bind=True, max_retries=None)
+@app.task(name="workers.tasks.fetch_article", bind=True, max_retries=None, **TRANSIENT_RETRY)
 def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
     rt = runtime()
     try:
@@ -64,7 +77,7 @@ def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
     return to_cluster
 
 
-@app.task(name="workers.tasks.cluster_article")
+@app.task(name="workers.tasks.cluster_article", **TRANSIENT_RETRY, max_retries=12)
 def cluster_article(article_id: int) -> int | None:
     rt = runtime()
     with session_scope(rt.engine) as session:
@@ -79,3 +92,55 @@ def repair_stories() -> int:
     with session_scope(rt.engine) as session:
         report = pipeline.repair_stories(session=session, settings=rt.settings, now=_now())
     return len(report.merged) + len(report.split)
+
+
+@app.task(name="workers.tasks.purge_expired", soft_time_limit=600, time_limit=660)
+def purge_expired() -> int:
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        report = retention.purge_batch(session=session, settings=rt.settings, now=_now())
+    if report.more:
+        purge_expired.delay()
+    return report.articles
+
+
+@app.task(name="workers.tasks.schedule_due_digests")
+def schedule_due_digests() -> int:
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        due = delivery.schedule_due_digests(session=session, settings=rt.settings, now=_now())
+    for subscriber_id, day in due:
+        send_digest.delay(subscriber_id, day.isoformat())
+    return len(due)
+
+
+@app.task(name="workers.tasks.send_digest", bind=True, max_retries=None)
+def send_digest(self: Task[Any, Any], subscriber_id: int, day: str) -> str:
+    rt = runtime()
+    try:
+        outcome = delivery.send_digest(
+            subscriber_id,
+            date.fromisoformat(day),
+            engine=rt.engine,
+            settings=rt.settings,
+            now=_now(),
+        )
+    except delivery.SendLater as exc:
+        raise self.retry(exc=exc, countdown=exc.countdown) from exc
+    return outcome.status
+
+
+@app.task(name="workers.tasks.resend_stalled_articles", **TRANSIENT_RETRY, max_retries=3)
+def resend_stalled_articles() -> int:
+    """A safety net: articles whose fetch or clustering task was lost (a crash between a commit
+    and the next enqueue, a broker outage during a retry) are sent again. Both tasks are
+    idempotent, so a task that was only slow costs one redundant run."""
+    rt = runtime()
+    before = _now() - timedelta(seconds=rt.settings.stalled_article_seconds)
+    with session_scope(rt.engine) as session:
+        to_fetch, to_cluster = store.stalled_article_ids(session=session, before=before, limit=1000)
+    for article_id in to_fetch:
+        fetch_article.delay(article_id)
+    for article_id in to_cluster:
+        cluster_article.delay(article_id)
+    return len(to_fetch) + len(to_cluster)

@@ -4,12 +4,14 @@ For one article:
 
 1. extract its title, body and entity terms; count them in the document frequencies;
 2. weight them into TF-IDF vectors with the frequencies seen so far;
-3. fetch candidate stories from the inverted index (language-prefixed top terms), limited to
-   stories active within ``window`` of the article's date, and keep the ``shortlist`` of them
-   with the highest centroid cosines;
+3. fetch candidate stories from the inverted index (language-prefixed top terms, each weighted
+   by its weight in the article), limited to stories active within ``window`` of the article's
+   date, and keep the ``shortlist`` of them with the highest centroid cosines;
 4. score every shortlisted candidate with the pair model (centroid and nearest-member
-   similarities, shared entities, time gap, outlet, size, margins over the other candidates);
-   join the best one if its score reaches the model's threshold, otherwise start a new story;
+   similarities as z-scores against the stream's background, shared entities, time gap,
+   outlet, size, margins over the other candidates); the shortlist's tail updates the
+   background; join the best candidate if its score reaches the model's threshold, otherwise
+   start a new story;
 5. fold the article's vectors into the story's centroids, keep a few member articles' pruned
    vectors (the first and the most recent ones) and re-index the story.
 
@@ -71,8 +73,8 @@ class ScoredCandidate:
 class ClusterLimits:
     """Sizes that bound the work per article and the size of a story profile."""
 
-    candidates: int = 30
-    shortlist: int = 6
+    candidates: int = 40
+    shortlist: int = 10
     query_terms: int = 12
     index_terms: int = 12
     title_terms: int = 40
@@ -105,12 +107,21 @@ class StoryClusterer:
 
     def score_candidates(self, vectors: DocVectors) -> list[ScoredCandidate]:
         """Every candidate story with its pair features and model score."""
-        stories = shortlist(vectors, self.candidates(vectors), self.limits.shortlist)
-        rows = candidate_features(vectors, stories)
+        stories, rows = self.candidate_rows(vectors)
         return [
             ScoredCandidate(story, features, self.model.score(features))
             for story, features in zip(stories, rows, strict=True)
         ]
+
+    def candidate_rows(self, vectors: DocVectors) -> tuple[list[StoryProfile], list[Features]]:
+        """The shortlisted candidates and their features; the shortlist's tail (all but the
+        top-ranked candidate) updates the stream's background statistics."""
+        stories = shortlist(vectors, self.candidates(vectors), self.limits.shortlist)
+        background = self.state.background() or self.model.background
+        rows = candidate_features(vectors, stories, background)
+        if len(rows) > 1:
+            self.state.save_background(background.updated(rows[1:]))
+        return stories, rows
 
     def place(self, doc_key: str, vectors: DocVectors, scored: list[ScoredCandidate]) -> Assignment:
         """Join the best candidate if it reaches the threshold, else start a new story."""
@@ -137,18 +148,13 @@ class StoryClusterer:
             language=doc.language,
             source=doc.source,
             entity_idf={term: idf(frequencies.get(term, 0), documents) for term in bags.entities},
+            idf_ceiling=idf(0, documents),
         )
 
     def candidates(self, vectors: DocVectors) -> list[StoryProfile]:
-        count = self.limits.query_terms
-        terms = (
-            top_terms(vectors.entities, count)
-            + top_terms(vectors.title, count)
-            + top_terms(vectors.body, count)
-        )
         since = None if vectors.published is None else vectors.published - self.window
         stories = self.state.candidate_stories(
-            index_keys(vectors.language, terms),
+            query_keys(vectors, self.limits.query_terms),
             active_since=since,
             limit=self.limits.candidates,
         )
@@ -195,6 +201,18 @@ def fold_article(story: StoryProfile, vectors: DocVectors, limits: ClusterLimits
         members=members,
         sources=sources,
     )
+
+
+def query_keys(vectors: DocVectors, count: int) -> dict[str, float]:
+    """Index keys of the article's heaviest entity, title and body terms, each weighted by the
+    term's summed weight in those vectors (a shared rare name counts more than a common word)."""
+    prefix = vectors.language or "-"
+    weights: dict[str, float] = {}
+    for vector in (vectors.entities, vectors.title, vectors.body):
+        for term in top_terms(vector, count):
+            key = f"{prefix}|{term}"
+            weights[key] = weights.get(key, 0.0) + vector[term]
+    return weights
 
 
 def index_keys(language: str | None, terms: list[str]) -> list[str]:

@@ -7,14 +7,23 @@ counts on a log scale, or flags:
 * the best body/title cosine with any of the story's kept member articles (a story whose centroid
   has drifted can still be matched through its nearest member);
 * ``entity_cover``: the share of the article's entity IDF mass that the story also has;
-* ``rare_shared``: how many rare entities (IDF above ``RARE_IDF``, i.e. in under ~5% of articles)
-  the article shares with the story;
+* ``rare_shared``: how many rare entities the article shares with the story: IDF above
+  ``RARE_IDF`` (in under ~5% of articles) or, while the stream is too small for that share to
+  mean much, in at most ``RARE_MAX_DF`` articles (and in no more than one other article per ten
+  seen, so that nothing is rare among the first few);
 * ``log_days``: log(1 + days) between the article and the story's date range, capped at
   ``TIME_CAP_DAYS`` (follow-ups weeks or months later are common, so beyond a week the gap
   says little more); 0 when either side is undated, and then ``days_unknown`` is 1;
 * ``same_source``: the story already has an article from this outlet;
 * ``log_size``: the story's size;
-* margins: how far a candidate's body/entity cosine is above the best *other* candidate's.
+* margins: how far a candidate's body/entity cosine is above the best *other* candidate's;
+* ``title_cos``: the cosine of the article's title with the story's title centroid;
+* ``top_shared_idf``: the IDF of the rarest entity the article shares with the story, as a share
+  of the highest IDF the stream can give (one shared unique name is strong evidence);
+* ``z_*``: each similarity (body/entity/title cosines, nearest-member cosines, entity cover) as a
+  z-score against the stream's background (see background.py). The model weighs both: the
+  z-scores carry the transfer between streams, the raw values its confidence while a stream is
+  young.
 """
 
 from __future__ import annotations
@@ -24,8 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from aggregator.clustering.background import NORMALISED, Background
 from aggregator.clustering.state import StoryProfile
-from aggregator.clustering.vectors import SparseVector, dot, norm
+from aggregator.clustering.vectors import SparseVector, dot
 
 FEATURE_NAMES: tuple[str, ...] = (
     "body_cos",
@@ -40,8 +50,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "body_cos_margin",
     "entity_cos_margin",
     "rare_shared",
+    "title_cos",
+    "top_shared_idf",
+    *(f"z_{name}" for name in NORMALISED),
 )
 RARE_IDF = 4.0
+RARE_MAX_DF = 3
+RARE_SHARE_YOUNG = 0.1
 TIME_CAP_DAYS = 7.0
 
 Features = dict[str, float]
@@ -58,6 +73,7 @@ class DocVectors:
     language: str | None
     source: str = ""
     entity_idf: Mapping[str, float] = field(default_factory=dict)
+    idf_ceiling: float = 1.0  # the IDF of a term no article had before
 
 
 def days_apart(published: datetime | None, story: StoryProfile) -> float | None:
@@ -72,10 +88,26 @@ def days_apart(published: datetime | None, story: StoryProfile) -> float | None:
     return 0.0
 
 
-def centroid_cosine(vector: SparseVector, centroid: SparseVector) -> float:
-    """Cosine of a unit-length article vector with an un-normalised centroid."""
-    length = norm(centroid)
+def centroid_cosine(vector: SparseVector, centroid: SparseVector, length: float) -> float:
+    """Cosine of a unit-length article vector with a centroid of Euclidean ``length``."""
     return 0.0 if length == 0 else dot(vector, centroid) / length
+
+
+def centroid_cosines(doc: DocVectors, story: StoryProfile) -> tuple[float, float, float]:
+    """Cosines of the article's title, body and entity vectors with the story's centroids."""
+    title, body, entities = story.lengths
+    return (
+        centroid_cosine(doc.title, story.title, title),
+        centroid_cosine(doc.body, story.body, body),
+        centroid_cosine(doc.entities, story.entities, entities),
+    )
+
+
+def small_stream_rare_df(doc: DocVectors) -> float:
+    """The highest document frequency that still counts as rare in a young stream: at most
+    ``RARE_MAX_DF`` articles, and at most one other article per ``1 / RARE_SHARE_YOUNG`` seen."""
+    documents = math.exp(doc.idf_ceiling - 1.0) - 1.0  # inverts idf(0, documents)
+    return min(RARE_MAX_DF, 1.0 + RARE_SHARE_YOUNG * documents)
 
 
 def pair_features(doc: DocVectors, story: StoryProfile) -> Features:
@@ -84,15 +116,20 @@ def pair_features(doc: DocVectors, story: StoryProfile) -> Features:
     members = story.members
     idf_total = sum(doc.entity_idf.values())
     shared = [term for term in doc.entity_idf if term in story.entities]
-    rare = sum(1 for term in shared if doc.entity_idf[term] > RARE_IDF)
+    young_idf = doc.idf_ceiling - math.log(small_stream_rare_df(doc) + 1) - 1e-9  # idf() at it
+    rare_idf = min(RARE_IDF, young_idf)
+    rare = sum(1 for term in shared if doc.entity_idf[term] >= rare_idf)
+    title_cos, body_cos, entity_cos = centroid_cosines(doc, story)
     return {
-        "body_cos": centroid_cosine(doc.body, story.body),
+        "body_cos": body_cos,
         "body_max": max((dot(doc.body, m.body) for m in members), default=0.0),
-        "entity_cos": centroid_cosine(doc.entities, story.entities),
+        "entity_cos": entity_cos,
         "entity_cover": (
             sum(doc.entity_idf[term] for term in shared) / idf_total if idf_total else 0.0
         ),
         "title_max": max((dot(doc.title, m.title) for m in members), default=0.0),
+        "title_cos": title_cos,
+        "top_shared_idf": max((doc.entity_idf[t] for t in shared), default=0.0) / doc.idf_ceiling,
         "log_days": 0.0 if days is None else math.log1p(min(days, TIME_CAP_DAYS)),
         "days_unknown": float(days is None),
         "same_source": float(bool(doc.source) and doc.source in story.sources),
@@ -101,9 +138,16 @@ def pair_features(doc: DocVectors, story: StoryProfile) -> Features:
     }
 
 
-def candidate_features(doc: DocVectors, stories: Sequence[StoryProfile]) -> list[Features]:
-    """Features of every candidate, including its margin over the best other candidate."""
+def candidate_features(
+    doc: DocVectors, stories: Sequence[StoryProfile], background: Background | None = None
+) -> list[Features]:
+    """Features of every candidate, including its margin over the best other candidate and
+    its similarities as z-scores against the stream's ``background``."""
+    background = background or Background.default()
     rows = [pair_features(doc, story) for story in stories]
+    for row in rows:
+        for name in NORMALISED:
+            row["z_" + name] = background.z(name, row[name])
     for name in ("body_cos", "entity_cos"):
         values = [row[name] for row in rows]
         top = [*sorted(values, reverse=True)[:2], 0.0, 0.0]
@@ -115,13 +159,9 @@ def candidate_features(doc: DocVectors, stories: Sequence[StoryProfile]) -> list
 
 def shortlist(doc: DocVectors, stories: Sequence[StoryProfile], size: int) -> list[StoryProfile]:
     """The ``size`` stories with the highest body + entity centroid cosine (cheap pre-ranking)."""
-    if len(stories) <= size:
-        return list(stories)
     ranked = sorted(
         stories,
-        key=lambda story: (
-            centroid_cosine(doc.body, story.body) + centroid_cosine(doc.entities, story.entities)
-        ),
+        key=lambda story: sum(centroid_cosines(doc, story)),
         reverse=True,
     )
     return ranked[:size]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from aggregator.clustering.background import Background
 from aggregator.clustering.features import FEATURE_NAMES
 
 MODEL_RESOURCE = "model.json"
@@ -26,6 +27,7 @@ class ClusterModel:
     bias: float
     threshold: float
     info: Mapping[str, Any] = field(default_factory=dict)
+    background: Background = field(default_factory=Background.default)
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(FEATURE_NAMES)
@@ -41,6 +43,7 @@ class ClusterModel:
             "bias": self.bias,
             "threshold": self.threshold,
             "weights": dict(self.weights),
+            "background": self.background.to_json(),
             "info": dict(self.info),
         }
 
@@ -51,6 +54,11 @@ class ClusterModel:
             bias=float(data["bias"]),
             threshold=float(data["threshold"]),
             info=dict(data.get("info", {})),
+            background=(
+                Background.from_json(data["background"])
+                if "background" in data
+                else Background.default()
+            ),
         )
 
 

@@ -1,12 +1,13 @@
 """What the clusterer remembers between articles, behind a small storage protocol.
 
-The clusterer needs four things from its state:
+The clusterer needs five things from its state:
 
 * document frequencies of terms over all articles seen so far (for IDF weights);
 * the stories, each as a :class:`StoryProfile` (plain numbers and sparse vectors);
 * an inverted index from keys (language-prefixed terms) to stories, so that the candidates for a
   new article are found without scanning every story;
-* the time each story was last active, so that candidates come only from a recent window.
+* the time each story was last active, so that candidates come only from a recent window;
+* the stream's background similarity statistics (see background.py).
 
 :class:`InMemoryClusterState` implements the protocol with dicts; a database-backed state can
 implement the same methods with tables (``term_df``, ``story``, ``story_key``).
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any, Protocol, cast
 
-from aggregator.clustering.vectors import SparseVector
+from aggregator.clustering.background import Background
+from aggregator.clustering.vectors import SparseVector, norm
 
 
 @dataclass
@@ -32,8 +35,12 @@ class MemberVectors:
     body: SparseVector = field(default_factory=dict)
     entities: SparseVector = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "body": self.body, "entities": self.entities}
+    def to_json(self, digits: int | None = None) -> dict[str, Any]:
+        return {
+            "title": _rounded(self.title, digits),
+            "body": _rounded(self.body, digits),
+            "entities": _rounded(self.entities, digits),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MemberVectors:
@@ -44,8 +51,16 @@ class MemberVectors:
         )
 
 
+def _rounded(vector: SparseVector, digits: int | None) -> SparseVector:
+    """The vector with its weights rounded to ``digits`` decimals (None: as it is). Shorter
+    numbers make a stored profile quicker to parse."""
+    return vector if digits is None else {term: round(w, digits) for term, w in vector.items()}
+
+
 def _vector(data: dict[str, Any]) -> SparseVector:
-    return {str(k): float(v) for k, v in data.items()}
+    """A vector read back from JSON: to_json() wrote str keys and float values, which JSON
+    keeps as they are, so the dict is used as it is (no per-term copy)."""
+    return cast(SparseVector, data)
 
 
 @dataclass
@@ -68,18 +83,25 @@ class StoryProfile:
     members: list[MemberVectors] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
+    @cached_property
+    def lengths(self) -> tuple[float, float, float]:
+        """The Euclidean lengths of the title, body and entity centroids (computed once: a
+        profile is never changed in place, folding an article makes a new one)."""
+        return norm(self.title), norm(self.body), norm(self.entities)
+
+    def to_json(self, digits: int | None = None) -> dict[str, Any]:
+        """The profile as JSON, with vector weights rounded to ``digits`` decimals if given."""
         return {
             "key": self.key,
             "language": self.language,
             "size": self.size,
             "first_published": _iso(self.first_published),
             "last_published": _iso(self.last_published),
-            "title": self.title,
-            "body": self.body,
-            "entities": self.entities,
+            "title": _rounded(self.title, digits),
+            "body": _rounded(self.body, digits),
+            "entities": _rounded(self.entities, digits),
             "index_keys": self.index_keys,
-            "members": [member.to_json() for member in self.members],
+            "members": [member.to_json(digits) for member in self.members],
             "sources": self.sources,
         }
 
@@ -131,9 +153,10 @@ class ClusterState(Protocol):
         ...
 
     def candidate_stories(
-        self, keys: Sequence[str], *, active_since: datetime | None, limit: int
+        self, keys: Mapping[str, float], *, active_since: datetime | None, limit: int
     ) -> list[StoryProfile]:
-        """Up to ``limit`` active stories indexed under the most of ``keys``, best first."""
+        """Up to ``limit`` active stories with the largest total weight of ``keys`` they are
+        indexed under, best first (ties: the most recently updated first)."""
         ...
 
     def story(self, key: str) -> StoryProfile | None:
@@ -142,6 +165,14 @@ class ClusterState(Protocol):
 
     def save_story(self, story: StoryProfile) -> None:
         """Insert or replace a story and re-index it under its ``index_keys``."""
+        ...
+
+    def background(self) -> Background | None:
+        """The stream's background similarity statistics, None before the first save."""
+        ...
+
+    def save_background(self, background: Background) -> None:
+        """Replace the background statistics."""
         ...
 
 
@@ -159,6 +190,9 @@ class InMemoryClusterState:
         self._postings: dict[str, dict[str, None]] = {}
         self._scan_limit = scan_limit
         self._posting_limit = posting_limit
+        self._background: Background | None = None
+        self._updates: dict[str, int] = {}  # story key -> number of the save that last touched it
+        self._saves = 0
 
     def document_count(self) -> int:
         return self._documents
@@ -171,15 +205,15 @@ class InMemoryClusterState:
         self._df.update(set(terms))
 
     def candidate_stories(
-        self, keys: Sequence[str], *, active_since: datetime | None, limit: int
+        self, keys: Mapping[str, float], *, active_since: datetime | None, limit: int
     ) -> list[StoryProfile]:
-        hits: Counter[str] = Counter()
-        for key in set(keys):
+        hits: dict[str, float] = {}
+        for key, weight in keys.items():
             posting = self._postings.get(key)
-            if posting:
-                hits.update(self._recent_active(posting, active_since))
-        best = heapq.nlargest(limit, hits.items(), key=lambda item: (item[1], item[0]))
-        return [self._stories[story_key] for story_key, _ in best]
+            for story_key in self._recent_active(posting or {}, active_since):
+                hits[story_key] = hits.get(story_key, 0.0) + weight
+        best = heapq.nlargest(limit, hits, key=lambda key: (hits[key], self._updates[key]))
+        return [self._stories[story_key] for story_key in best]
 
     def _recent_active(self, posting: dict[str, None], since: datetime | None) -> list[str]:
         found: list[str] = []
@@ -199,6 +233,8 @@ class InMemoryClusterState:
             for key in set(old.index_keys) - set(story.index_keys):
                 self._postings.get(key, {}).pop(story.key, None)
         self._stories[story.key] = story  # dict order = update order, kept by to_json()
+        self._saves += 1
+        self._updates[story.key] = self._saves
         for key in story.index_keys:
             posting = self._postings.setdefault(key, {})
             posting.pop(story.key, None)
@@ -206,11 +242,18 @@ class InMemoryClusterState:
             if len(posting) > self._posting_limit:
                 del posting[next(iter(posting))]
 
+    def background(self) -> Background | None:
+        return self._background
+
+    def save_background(self, background: Background) -> None:
+        self._background = background
+
     def to_json(self) -> dict[str, Any]:
         return {
             "documents": self._documents,
             "df": dict(self._df),
             "stories": [story.to_json() for story in self._stories.values()],
+            "background": None if self._background is None else self._background.to_json(),
         }
 
     @classmethod
@@ -220,4 +263,6 @@ class InMemoryClusterState:
         state._df = Counter({str(k): int(v) for k, v in data["df"].items()})
         for item in data["stories"]:
             state.save_story(StoryProfile.from_json(item))
+        if data.get("background"):
+            state.save_background(Background.from_json(data["background"]))
         return state

@@ -38,7 +38,7 @@ def normalised(vector: Mapping[str, float]) -> SparseVector:
 def dot(left: Mapping[str, float], right: Mapping[str, float]) -> float:
     if len(left) > len(right):
         left, right = right, left
-    return sum(value * right.get(term, 0.0) for term, value in left.items())
+    return sum(left[term] * right[term] for term in left.keys() & right.keys())
 
 
 def cosine(left: Mapping[str, float], right: Mapping[str, float]) -> float:

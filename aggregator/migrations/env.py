@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from aggregator.queries import is_search_object
 
 LOCK_KEY = 0x6E657773  # "news"
 
@@ -19,6 +20,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=SQLModel.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_object=is_search_object,
         )
         with context.begin_transaction():
             if connection.dialect.name == "postgresql":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import re
 import subprocess
@@ -72,6 +74,8 @@ def test_demo_builds_the_gold_stories(tmp_path: Path, database_url: str) -> None
         assert story is not None and story != seed_story
         assert {url for url, s in story_of.items() if s == story} == urls_of(event)
 
+    _assert_demo_digest(tmp_path / "demo-digest.eml")
+
     listing = _run(["stories", "--limit", "50"], tmp_path, database_url)
     assert listing.returncode == 0
     stored_stories = {story for story in story_of.values() if story is not None}
@@ -99,3 +103,16 @@ def test_demo_refuses_a_store_with_other_data(tmp_path: Path, sqlite_url: str) -
     assert again.returncode == 0, again.stderr
     listed = _run(["sources", "list", "--json"], tmp_path, sqlite_url).stdout.splitlines()
     assert len(listed) == 7
+
+
+def _assert_demo_digest(file: Path) -> None:
+    """The demo day's digest, written where the user ran the demo: a mail with both parts that
+    leads with the seed's story."""
+    message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["Message-ID"] and message["List-Unsubscribe"]
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    assert "Putin says parts of US peace plan are unacceptable to Moscow" in text.get_content()
+    assert "<script" not in html.get_content().lower()

@@ -3,6 +3,7 @@ loopback, storing into a real database."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from celery import Celery
 from sqlalchemy import func
 from sqlmodel import select
 
-from aggregator import store
+from aggregator import store, task_stats
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.demo import Corpus, serve_corpus
 from aggregator.metrics import pairwise_scores
@@ -94,3 +95,19 @@ def test_worker_on_redis_crawls_the_corpus(
     assert len(articles) == 40
     assert pairwise_scores(gold, predicted).f1 >= 0.9
     assert "Traceback" not in log
+    _assert_structured_logs_and_task_statistics(log, broker_url)
+
+
+def _assert_structured_logs_and_task_statistics(log: str, broker_url: str) -> None:
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    fetches = [r for r in records if r.get("task") == "workers.tasks.fetch_article"]
+    assert fetches and all(isinstance(r["article_id"], int) and r["task_id"] for r in fetches)
+    assert {"level", "logger", "message", "timestamp"} <= set(fetches[0])
+    polls = [r for r in records if r.get("task") == "workers.tasks.poll_feed"]
+    assert polls and all(isinstance(r["source_id"], int) for r in polls)
+    client = redis.Redis.from_url(broker_url)
+    stats = task_stats.read_task_stats(client)
+    client.close()
+    clustered = stats[("workers.tasks.cluster_article", "success")]
+    assert clustered.runs >= 40 and clustered.seconds > 0
+    assert clustered.buckets[max(task_stats.DURATION_BUCKETS)] <= clustered.runs

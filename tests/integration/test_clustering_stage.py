@@ -12,6 +12,9 @@ from sqlmodel import select
 
 from aggregator import pipeline
 from aggregator.cli import main
+from aggregator.cluster_eval import article_for_row
+from aggregator.cluster_store import SqlClusterState
+from aggregator.clustering.background import Background
 from aggregator.db import make_engine, session_scope
 from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
 from aggregator.settings import Settings
@@ -132,6 +135,21 @@ def test_state_survives_a_restart(engine: Engine, settings: Settings, database_u
     restarted.dispose()
 
 
+def test_background_statistics_persist(engine: Engine) -> None:
+    background = Background.default().updated([dict.fromkeys(Background.default().means, 0.4)])
+    with session_scope(engine) as session:
+        state = SqlClusterState(session, now=NOW)
+        assert state.background() is None
+        state.save_background(Background.default())
+        state.save_background(background)  # replaces, does not add up
+    with session_scope(engine) as session:
+        stored = SqlClusterState(session, now=NOW).background()
+    assert stored is not None
+    for name, value in background.means.items():
+        assert stored.means[name] == pytest.approx(value, abs=1e-6)
+        assert stored.squares[name] == pytest.approx(background.squares[name], abs=1e-6)
+
+
 def test_clustering_twice_changes_nothing(engine: Engine, settings: Settings) -> None:
     article = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE)
     story = _cluster(engine, settings, article)
@@ -193,6 +211,28 @@ def test_eval_clusters_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     predicted = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [p["id"] for p in predicted] == ["a1", "a2", "a3"]
     assert predicted[0]["cluster"] == predicted[1]["cluster"] != predicted[2]["cluster"]
+
+
+@pytest.mark.parametrize(
+    ("language", "title", "text", "expected"),
+    [
+        (None, "Missile strike wounds six", STRIKE, "en"),
+        (
+            None,
+            "Raketenangriff",
+            "Eine russische Rakete traf in der Nacht die Stadt Krywyj Rih "
+            "und verletzte sechs Menschen, darunter ein dreijähriges Mädchen, wie die Behörden "
+            "mitteilten. Mehr als vierzig Wohnhäuser und eine Schule wurden beschädigt.",
+            "de",
+        ),
+        ("fr", "Missile strike wounds six", STRIKE, "fr"),
+    ],
+)
+def test_eval_rows_get_the_language_extraction_would_detect(
+    language: str | None, title: str, text: str, expected: str
+) -> None:
+    row = {"id": "a1", "story": "s", "title": title, "text": text, "language": language}
+    assert article_for_row(row, source_id=1).language == expected
 
 
 def test_eval_clusters_refuses_a_broken_file(tmp_path: Path) -> None:

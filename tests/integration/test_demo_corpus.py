@@ -88,16 +88,17 @@ def _counts(engine: Engine) -> tuple[int, int, int]:
 
 
 def test_crawling_twice_adds_nothing_the_second_time(settings: Settings, engine: Engine) -> None:
+    now = datetime.now(UTC)  # the crawl runs on the clock: the corpus must be recent
     use_runtime(build_runtime(settings))
     try:
-        with serve_corpus(CORPUS, now=NOW) as served:
+        with serve_corpus(CORPUS, now=now) as served:
             with session_scope(engine) as session:
                 for url in served.feed_urls.values():
-                    store.add_source(session=session, url=url, now=NOW)
+                    store.add_source(session=session, url=url, now=now)
             first = crawl_due_sources()
             before = _counts(engine)
             with session_scope(engine) as session:
-                session.execute(update(Source).values(next_poll_at=NOW))  # every source due again
+                session.execute(update(Source).values(next_poll_at=now))  # every source due again
             second = crawl_due_sources()
     finally:
         use_runtime(None)

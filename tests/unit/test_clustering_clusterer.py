@@ -116,15 +116,26 @@ def test_state_round_trips_through_json() -> None:
 
 def test_candidates_ignore_stories_outside_window() -> None:
     state = InMemoryClusterState()
-    keys = index_keys("en", ["w:fire", "e:springfield"])
+    keys = dict.fromkeys(index_keys("en", ["w:fire", "e:springfield"]), 1.0)
     old = StoryProfile("old", "en", size=1, last_published=DAY - timedelta(days=60))
     recent = StoryProfile("recent", "en", size=1, last_published=DAY - timedelta(days=2))
     for story in (old, recent):
-        state.save_story(StoryProfile(**{**story.__dict__, "index_keys": keys}))
+        state.save_story(StoryProfile(**{**story.__dict__, "index_keys": list(keys)}))
     found = state.candidate_stories(keys, active_since=DAY - timedelta(days=30), limit=10)
     assert [story.key for story in found] == ["recent"]
     everything = state.candidate_stories(keys, active_since=None, limit=10)
     assert {story.key for story in everything} == {"old", "recent"}
+
+
+def test_candidates_rank_by_key_weight_then_recency() -> None:
+    state = InMemoryClusterState()
+    fire, springfield, storm = index_keys("en", ["w:fire", "e:springfield", "w:storm"])
+    for key, keys in (("springfield", [springfield]), ("fire", [fire]), ("storm", [storm])):
+        state.save_story(StoryProfile(key, "en", size=1, index_keys=keys))
+    state.save_story(StoryProfile("fire-again", "en", size=1, index_keys=[fire]))
+    weights = {fire: 0.2, springfield: 0.7, storm: 0.2}
+    found = state.candidate_stories(weights, active_since=None, limit=3)
+    assert [story.key for story in found] == ["springfield", "fire-again", "storm"]
 
 
 def test_old_story_is_not_joined_after_window() -> None:

@@ -1,7 +1,8 @@
 import math
 from datetime import UTC, datetime, timedelta
 
-from aggregator.clustering.clusterer import ClusterLimits, fold_article
+from aggregator.clustering.background import NORMALISED, Background
+from aggregator.clustering.clusterer import ClusterLimits, fold_article, query_keys
 from aggregator.clustering.features import (
     FEATURE_NAMES,
     TIME_CAP_DAYS,
@@ -12,6 +13,7 @@ from aggregator.clustering.features import (
 )
 from aggregator.clustering.state import StoryProfile
 from aggregator.clustering.training import Example, fit_logistic
+from aggregator.clustering.vectors import idf
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -79,6 +81,48 @@ def test_time_source_and_entity_features() -> None:
     assert undated["same_source"] == 0.0
 
 
+def test_title_cosine_and_rarest_shared_entity() -> None:
+    story = story_of(vectors({"w:fire": 1.0}, entities={"e:acme": 0.6, "e:lopez": 0.8}))
+    doc = DocVectors(
+        title={"w:fire": 0.6, "w:storm": 0.8},
+        body={"w:fire": 1.0},
+        entities={"e:acme": 0.6, "e:lopez": 0.8},
+        published=DAY,
+        language="en",
+        entity_idf={"e:acme": 2.0, "e:lopez": 6.0},
+        idf_ceiling=8.0,
+    )
+    features = pair_features(doc, story)
+    assert math.isclose(features["title_cos"], 0.6)
+    assert math.isclose(features["top_shared_idf"], 6.0 / 8.0)
+    assert pair_features(vectors({"w:fire": 1.0}), story)["top_shared_idf"] == 0.0
+
+
+def test_z_scores_follow_the_background() -> None:
+    doc = vectors({"w:fire": 1.0})
+    near = story_of(vectors({"w:fire": 1.0}))
+    quiet = Background(dict.fromkeys(NORMALISED, 0.1), dict.fromkeys(NORMALISED, 0.02))
+    noisy = Background(dict.fromkeys(NORMALISED, 0.5), dict.fromkeys(NORMALISED, 0.29))
+    (calm,) = candidate_features(doc, [near], quiet)
+    (busy,) = candidate_features(doc, [near], noisy)
+    assert calm["body_cos"] == busy["body_cos"] == 1.0
+    assert math.isclose(calm["z_body_cos"], 9.0)  # (1 - 0.1) / 0.1
+    assert math.isclose(busy["z_body_cos"], 2.5)  # (1 - 0.5) / 0.2: a common match means less
+
+
+def test_query_keys_weigh_terms_by_their_weight_in_the_article() -> None:
+    doc = DocVectors(
+        title={"w:fire": 1.0},
+        body={"w:fire": 0.6, "w:harbour": 0.8},
+        entities={"e:acme": 1.0},
+        published=DAY,
+        language="en",
+    )
+    keys = query_keys(doc, 1)  # the heaviest term of each vector
+    assert keys == {"en|e:acme": 1.0, "en|w:fire": 1.0, "en|w:harbour": 0.8}
+    assert query_keys(doc, 2)["en|w:fire"] == 1.6
+
+
 def test_margins_and_shortlist() -> None:
     doc = vectors({"w:fire": 1.0})
     near = story_of(vectors({"w:fire": 1.0}))
@@ -103,3 +147,37 @@ def test_fit_logistic_separates_and_keeps_fixed_weights() -> None:
     assert weights["body_cos"] > 0
     assert weights["log_days"] == -1.0
     assert bias < 0
+
+
+def test_profile_json_rounds_weights_only_when_asked() -> None:
+    story = story_of(vectors({"w:fire": 0.6, "w:acme": 0.8}, entities={"e:acme": 1.0}))
+    story = StoryProfile.from_json({**story.to_json(), "body": {"w:fire": 0.123456789}})
+    assert story.to_json()["body"] == {"w:fire": 0.123456789}
+    rounded = story.to_json(3)
+    assert rounded["body"] == {"w:fire": 0.123}
+    assert rounded["members"][0]["body"] == {"w:fire": 0.6, "w:acme": 0.8}
+    assert StoryProfile.from_json(rounded).to_json() == rounded
+
+
+def test_rare_entities_in_a_young_and_in_a_grown_stream() -> None:
+    story = story_of(vectors({"w:fire": 1.0}, entities={"e:acme": 0.6, "e:lopez": 0.8}))
+
+    def shared_rare(documents: int, frequencies: dict[str, int]) -> float:
+        doc = DocVectors(
+            title={},
+            body={"w:fire": 1.0},
+            entities={"e:acme": 0.6, "e:lopez": 0.8},
+            published=DAY,
+            language="en",
+            entity_idf={t: idf(df, documents) for t, df in frequencies.items()},
+            idf_ceiling=idf(0, documents),
+        )
+        return pair_features(doc, story)["rare_shared"]
+
+    # 30 articles: a name in 2 or 3 of them is rare, one in 5 is not
+    assert shared_rare(30, {"e:acme": 2, "e:lopez": 3}) == math.log1p(2)
+    assert shared_rare(30, {"e:acme": 5, "e:lopez": 3}) == math.log1p(1)
+    # 5 articles: too few to call anything rare but a name no other article has
+    assert shared_rare(5, {"e:acme": 2, "e:lopez": 2}) == 0.0
+    # 10,000 articles: rare means in under ~5% of them, as IDF above RARE_IDF
+    assert shared_rare(10_000, {"e:acme": 300, "e:lopez": 600}) == math.log1p(1)

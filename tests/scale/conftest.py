@@ -1,0 +1,50 @@
+"""The live fault tests' deployment: throwaway Redis and PostgreSQL, the demo corpus and the gate
+site served on loopback, their feeds registered; every process killed afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aggregator.db import make_engine, upgrade_database
+from aggregator.demo import Corpus, serve_corpus
+from tests.scale.live import LiveCluster, serve_gate
+from tests.scale.servers import PostgresServer, RedisServer, throwaway_postgres, throwaway_redis
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with throwaway_redis(folder) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    with throwaway_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def live(
+    tmp_path: Path, redis_server: RedisServer, postgres_server: PostgresServer
+) -> Iterator[LiveCluster]:
+    database_url = postgres_server.create_database("aggregator")
+    engine = make_engine(database_url)
+    upgrade_database(engine)
+    corpus = Corpus.load()
+    with serve_corpus(corpus, now=datetime.now(UTC)) as served, serve_gate() as gate:
+        cluster = LiveCluster(tmp_path, database_url, redis_server.url, engine, gate)
+        cluster.gold = served.served_gold(corpus)
+        cluster.expected = set(cluster.gold) | set(gate.article_urls("/feed.xml"))
+        feeds = {url: served.names[slug] for slug, url in served.feed_urls.items()}
+        cluster.add_sources(feeds | {gate.origin + "/feed.xml": "Gate"})
+        try:
+            yield cluster
+        finally:
+            cluster.close()
+            engine.dispose()
