@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from aggregator import health, purge, store
+from aggregator import health, purge, retention, store
 from aggregator.cluster_store import SqlClusterState
 from aggregator.clustering import (
     ClusterDoc,
@@ -229,7 +229,7 @@ def _store_entries(
     source: Source, feed: ParsedFeed, *, session: Session, settings: Settings, now: datetime
 ) -> list[int]:
     to_fetch = []
-    expired_before = now - timedelta(days=settings.retention_days)
+    expired_before = retention.retention_cutoff(settings, now)
     for entry in feed.entries[: settings.max_entries_per_poll]:
         if entry.published is not None and entry.published < expired_before:
             continue  # retention would purge it at once

@@ -102,7 +102,7 @@ class RedisHostLimiter:
 
 def make_host_limiter(settings: Settings) -> HostLimiter:
     """Redis when the broker is Redis, else this process."""
-    if settings.effective_broker_url.startswith(("redis://", "rediss://")):
+    if settings.broker_is_redis:
         return RedisHostLimiter(
             redis.Redis.from_url(settings.effective_broker_url),
             per_minute=settings.host_requests_per_minute,

@@ -13,12 +13,19 @@ from aggregator.settings import Settings
 QUEUES = ("polling", "fetching", "clustering", "digest")
 
 
+def broker_redis(settings: Settings, *, timeout: float) -> redis.Redis | None:
+    """A client of the Redis broker, or None when the broker is not Redis."""
+    if not settings.broker_is_redis:
+        return None
+    url = settings.effective_broker_url
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
 def queue_depths(settings: Settings) -> dict[str, int]:
     """Messages waiting per queue; {"all": n} for the filesystem transport, which keeps one
     folder for every queue; {} when the broker cannot be reached."""
-    url = settings.effective_broker_url
-    if url.startswith(("redis://", "rediss://")):
-        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    client = broker_redis(settings, timeout=1)
+    if client is not None:
         try:
             return {name: int(client.llen(name)) for name in QUEUES}
         except redis.RedisError:

@@ -177,6 +177,16 @@ class Settings(BaseSettings):
         return self.broker_url or "filesystem://localhost/"
 
     @property
+    def broker_is_redis(self) -> bool:
+        return self.effective_broker_url.startswith(("redis://", "rediss://"))
+
+    @property
+    def shared_counter_uri(self) -> str:
+        """Storage (a `limits` URI) for counters every process must see: the Redis broker, or
+        this process's memory for the server-less default."""
+        return self.effective_broker_url if self.broker_is_redis else "memory://"
+
+    @property
     def queue_dir(self) -> Path:
         return self.data_dir / "queue"
 

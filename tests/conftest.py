@@ -8,18 +8,20 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from aggregator.cli import main
 from aggregator.db import make_engine, upgrade_database
-from aggregator.settings import Settings
+from aggregator.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -70,6 +72,27 @@ def engine(database_url: str) -> Iterator[Engine]:
     upgrade_database(engine)
     yield engine
     engine.dispose()
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> Iterator[Invoke]:
+    """The `aggregator` command, run in-process on this test's store with a clean environment."""
+    for name in list(os.environ):
+        if name.startswith("AGGREGATOR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AGGREGATOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AGGREGATOR_DATABASE_URL", database_url)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
 
 
 def make_test_settings(data_dir: Path, database_url: str) -> Settings:

@@ -14,6 +14,7 @@ from celery.signals import setup_logging, task_postrun, task_prerun
 
 from aggregator import task_stats
 from aggregator.logs import bind_fields, configure_logging, unbind_fields
+from aggregator.queues import broker_redis
 from aggregator.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def _task_finished(task_id: str, task: Any, state: str | None = None, **_: Any) 
     outcome = (state or "unknown").lower()
     log.info("task %s %s in %.3f s", task.name, outcome, seconds)
     unbind_fields(token)
-    client = _stats_client(get_settings().effective_broker_url)
+    client = _stats_client()
     if client is not None:
         try:
             task_stats.record_task(client, task=task.name, outcome=outcome, seconds=seconds)
@@ -61,7 +62,5 @@ def _task_finished(task_id: str, task: Any, state: str | None = None, **_: Any) 
 
 
 @cache
-def _stats_client(broker_url: str) -> redis.Redis | None:
-    if not broker_url.startswith(("redis://", "rediss://")):
-        return None
-    return redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+def _stats_client() -> redis.Redis | None:
+    return broker_redis(get_settings(), timeout=2)

@@ -46,10 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_input)  # type: ignore[arg-type]
     if settings.api_rate_limit:
-        broker = settings.effective_broker_url  # counted in Redis when the broker is Redis
-        uri = broker if broker.startswith(("redis://", "rediss://")) else "memory://"
         app.add_middleware(
-            RateLimitMiddleware, item=parse(settings.api_rate_limit), storage_uri=uri
+            RateLimitMiddleware,
+            item=parse(settings.api_rate_limit),
+            storage_uri=settings.shared_counter_uri,
         )
     app.add_middleware(LatencyMiddleware, histogram=app.state.latency)
     return app

@@ -91,11 +91,7 @@ class SignupLimiter:
     in Redis when the broker is Redis, else in this process (the server-less default)."""
 
     def __init__(self, settings: Settings) -> None:
-        broker = settings.effective_broker_url
-        shared = broker.startswith(("redis://", "rediss://"))
-        counts = storage.storage_from_string(
-            broker if shared else "memory://", wrap_exceptions=True
-        )
+        counts = storage.storage_from_string(settings.shared_counter_uri, wrap_exceptions=True)
         self._limiter = strategies.MovingWindowRateLimiter(counts)
         self._item = RateLimitItemPerHour(settings.signup_per_client_per_hour)
 

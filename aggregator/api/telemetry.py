@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aggregator import queries, task_stats
 from aggregator.db import session_scope
 from aggregator.models import Article, Source
-from aggregator.queues import queue_depths
+from aggregator.queues import broker_redis, queue_depths
 from aggregator.settings import Settings
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -72,7 +72,7 @@ class StoreCollector(Collector):
 
     def task_families(self) -> Iterator[Metric]:
         """Outcomes and durations of the workers' tasks, counted in Redis by every worker."""
-        client = _redis_client(self.settings)
+        client = broker_redis(self.settings, timeout=1)
         if client is None:
             return
         try:
@@ -99,13 +99,6 @@ class StoreCollector(Collector):
         yield durations
 
 
-def _redis_client(settings: Settings) -> redis.Redis | None:
-    url = settings.effective_broker_url
-    if not url.startswith(("redis://", "rediss://")):
-        return None
-    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-
-
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=[label])
     for key, value in sorted(values.items()):
@@ -129,9 +122,8 @@ def make_registry(engine: Engine, settings: Settings) -> tuple[CollectorRegistry
 
 def broker_ready(settings: Settings) -> str | None:
     """None when the broker is reachable; otherwise what is wrong."""
-    url = settings.effective_broker_url
-    if url.startswith(("redis://", "rediss://")):
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client = broker_redis(settings, timeout=2)
+    if client is not None:
         try:
             client.ping()
         except redis.RedisError as exc:

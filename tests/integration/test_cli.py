@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import inspect
 
-from aggregator.cli import main
 from aggregator.db import make_engine
-from aggregator.settings import get_settings
-
-Invoke = Callable[..., Result]
-
-
-@pytest.fixture
-def run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
-) -> Iterator[Callable[..., Result]]:
-    for name in list(os.environ):
-        if name.startswith("AGGREGATOR_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AGGREGATOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("AGGREGATOR_DATABASE_URL", database_url)
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
+from tests.conftest import Invoke
 
 
 def test_db_upgrade_creates_the_schema(run: Invoke, database_url: str) -> None:

@@ -3,23 +3,18 @@ keep feeds from bringing them back. Real pipeline, real HTTP, SQLite and Postgre
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from aggregator import pipeline, retention, store
-from aggregator.cli import main
 from aggregator.db import session_scope
 from aggregator.fetch import Fetcher
 from aggregator.models import Article, Story, StoryIndexEntry, Tombstone
-from aggregator.settings import Settings, get_settings
-from tests.conftest import FixtureSite
+from aggregator.settings import Settings
+from tests.conftest import FixtureSite, Invoke
 from tests.stored import NOW, add_extracted_article
 
 LATER = NOW + timedelta(days=120)  # the retention period (90 days) has passed for NOW's articles
@@ -172,24 +167,14 @@ def test_entries_older_than_the_retention_period_are_not_stored(
     fetcher.close()
 
 
-def test_purge_command_previews_then_purges(
-    engine: Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_purge_command_previews_then_purges(engine: Engine, run: Invoke) -> None:
     with session_scope(engine) as session:  # NOW is long past the retention period of today
         add_extracted_article(session, "a", "An old report", QUAKE)
-    for name in [n for n in os.environ if n.startswith("AGGREGATOR_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AGGREGATOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("AGGREGATOR_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    try:
-        preview = CliRunner().invoke(main, ["purge", "--dry-run"], catch_exceptions=False)
-        assert "would purge 1 articles and 0 stories" in preview.output
-        with session_scope(engine) as session:
-            assert _count(session, Article) == 1
-        done = CliRunner().invoke(main, ["purge"], catch_exceptions=False)
-        assert "purged 1 articles and 0 stories" in done.output
-        with session_scope(engine) as session:
-            assert (_count(session, Article), _count(session, Tombstone)) == (0, 1)
-    finally:
-        get_settings.cache_clear()
+    preview = run("purge", "--dry-run")
+    assert "would purge 1 articles and 0 stories" in preview.output
+    with session_scope(engine) as session:
+        assert _count(session, Article) == 1
+    done = run("purge")
+    assert "purged 1 articles and 0 stories" in done.output
+    with session_scope(engine) as session:
+        assert (_count(session, Article), _count(session, Tombstone)) == (0, 1)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import redis
-from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
-from aggregator.cli import main
 from aggregator.db import session_scope
 from aggregator.models import Source, SourceHealth
 from aggregator.queues import queue_depths
-from aggregator.settings import Settings, get_settings
+from aggregator.settings import Settings
 from aggregator.status import collect_status, format_status, percentile
+from tests.conftest import Invoke
 from tests.stored import NOW, add_extracted_article
 
 STATUS_DB = "redis://127.0.0.1:6379/12"  # a database of its own: the real queues stay untouched
@@ -69,18 +66,8 @@ def test_queue_depths_from_redis_and_from_the_queue_folder(tmp_path: Path) -> No
     assert queue_depths(unreachable) == {}
 
 
-def test_status_command_prints_json(
-    engine: Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in [n for n in os.environ if n.startswith("AGGREGATOR_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AGGREGATOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("AGGREGATOR_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(main, ["status", "--json"], catch_exceptions=False)
-    finally:
-        get_settings.cache_clear()
+def test_status_command_prints_json(run: Invoke) -> None:
+    result = run("status", "--json")
     report = json.loads(result.output)
     assert report["articles"] == {"hour": 0, "day": 0}
     assert report["delay_seconds"] == {"p50": None, "p95": None}
