@@ -16,6 +16,7 @@ from aggregator.db import make_engine
 from aggregator.fetch import Fetcher
 from aggregator.settings import Settings, get_settings
 from workers import signals  # noqa: F401  (connects logging and task statistics)
+from workers.broker_guard import install as install_broker_guard
 
 
 @dataclass
@@ -139,5 +140,6 @@ def _filesystem_transport_options(queue_dir: Path) -> dict[str, object]:
     }
 
 
+install_broker_guard()  # a Redis outage must not kill the worker (see broker_guard)
 app = Celery("aggregator", include=["workers.tasks"])
 app.conf.update(celery_config(get_settings()))

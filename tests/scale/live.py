@@ -190,9 +190,9 @@ class LiveCluster:
         args = ["worker", "-Q", ",".join(QUEUES), "-c", str(concurrency), "-n", f"{name}@%h"]
         self._start(name, [*args, "--loglevel", "INFO"], self.env(**env))
 
-    def start_beat(self, name: str = "beat") -> None:
+    def start_beat(self, name: str = "beat", **env: str) -> None:
         schedule = str(self.folder / "beat-schedule")
-        self._start(name, ["beat", "-s", schedule, "--loglevel", "INFO"], self.env())
+        self._start(name, ["beat", "-s", schedule, "--loglevel", "INFO"], self.env(**env))
 
     def wait_ready(self, *names: str, timeout: float = 60) -> None:
         for name in names:
@@ -271,6 +271,15 @@ class LiveCluster:
                 )
             settled = settled + 1 if self.unfinished() == 0 and self.backlog() == 0 else 0
             time.sleep(0.5)
+
+    def wait_only_gated_left(self, timeout: float = 60) -> None:
+        """Until everything but the gated page's fetch is done, and that fetch is mid-flight."""
+
+        def only_gated() -> bool:
+            return self.unfinished() == 1 and self.backlog() == 1
+
+        self.gate.wait_gated(1, timeout)
+        wait_for(only_gated, timeout=timeout, what="the crawl but for the gated page")
 
     def logs_tail(self) -> str:
         return "\n".join(f"--- {n}\n{self.log(n)[-2500:]}" for n in sorted(self.processes))

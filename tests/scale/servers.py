@@ -89,6 +89,12 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def forget(self) -> None:
+        """Drop the stopped server's data: it starts again empty, like a Redis that lost its disk
+        or ran without persistence."""
+        assert self.process is None, "stop the server first"
+        shutil.rmtree(self.folder / "appendonlydir")
+
 
 class PostgresServer:
     """A new cluster (initdb) in a temporary folder, run as the postgres user when we are root

@@ -5,12 +5,19 @@ unacked, story counts and clustering state consistent (LiveCluster.assert_consis
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 
 import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
+from aggregator.models import Article
 from tests.scale.live import LiveCluster
-from tests.scale.servers import PostgresServer, RedisServer
+from tests.scale.servers import PostgresServer, RedisServer, wait_for
 
 pytestmark = pytest.mark.scale
 
@@ -57,6 +64,94 @@ def test_redis_down_then_back_workers_and_beat_carry_on(
     live.add_late_feed()  # polled only if beat and a worker came back
     live.wait_done()
     live.assert_consistent()
+
+
+# The worker gives a publish up after 2 quick retries (about a second), not a two-minute wait.
+PUBLISH_GIVES_UP_FAST = {"SCALE_PUBLISH_RETRIES": "2"}
+# Celery's log lines for a retry that could not be published and for a follow-up that could not
+RETRY_PUBLISH_FAILED = re.compile(r"fetch_article\[[^\]]+\] reject requeue=False")
+FOLLOW_UP_PUBLISH_FAILED = re.compile(r"fetch_article\[[^\]]+\] raised unexpected: Operational")
+SWEEP_RESENT = re.compile(r"resend_stalled_articles\[[^\]]+\] succeeded in \S+: [1-9]")
+
+
+def fail_the_retry_publish(live: LiveCluster, redis_server: RedisServer) -> None:
+    """Stop Redis while the gated fetch is the worker's one task in flight, then let the fetch
+    finish: Redis holds its host budget, so the fetch rolls back and retries, and the retry's
+    publish (and the reject of the original message) find no broker. The article stays pending."""
+    live.wait_only_gated_left()
+    redis_server.stop()
+    live.gate.release.set()
+    wait_for(lambda: bool(RETRY_PUBLISH_FAILED.search(live.log("w1"))), timeout=30, what="retry")
+
+
+def fail_the_follow_up_publish(live: LiveCluster, redis_server: RedisServer) -> None:
+    """Let the gated fetch finish with Redis up but hold its commit on a row lock; stop Redis,
+    then let it commit: the fetch's cluster_article finds no broker. The article stays fetched
+    and in no story."""
+    live.wait_only_gated_left()
+    url = live.gate.origin + live.gate.gated
+    with Session(live.engine) as session:
+        session.exec(select(Article.id).where(Article.url == url).with_for_update()).one()
+        live.gate.release.set()
+        wait_for(lambda: waiting_for_locks(live.engine) == 1, timeout=30, what="the fetch's commit")
+        redis_server.stop()
+        session.rollback()
+    wait_for(
+        lambda: bool(FOLLOW_UP_PUBLISH_FAILED.search(live.log("w1"))), timeout=30, what="follow-up"
+    )
+
+
+def waiting_for_locks(engine: Engine) -> int:
+    with engine.connect() as connection:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        return int(connection.execute(text(query)).scalar_one())
+
+
+def test_redis_down_when_a_fetch_retries_its_message_comes_back(
+    live: LiveCluster, redis_server: RedisServer
+) -> None:
+    """The worker, idle but for one unacked message, outlives the outage (workers.broker_guard);
+    Redis back with its data still holds the message the failed retry should have replaced, and
+    delivers it again: no sweep needed."""
+    live.start_worker("w1", **PUBLISH_GIVES_UP_FAST)
+    live.wait_ready("w1")
+    live.kick()
+    fail_the_retry_publish(live, redis_server)
+    redis_server.start()
+    live.wait_done()
+    live.assert_consistent()
+    assert live.gate.gated_requests == 2  # the held fetch, then its redelivery
+    assert SWEEP_RESENT.search(live.log("w1")) is None
+
+
+@pytest.mark.parametrize(
+    ("fail_the_publish", "page_requests"),
+    [(fail_the_retry_publish, 2), (fail_the_follow_up_publish, 1)],
+    ids=["retry", "follow-up"],
+)
+def test_redis_lost_when_a_publish_failed_the_sweep_sends_the_article_again(
+    live: LiveCluster,
+    redis_server: RedisServer,
+    fail_the_publish: Callable[[LiveCluster, RedisServer], None],
+    page_requests: int,
+) -> None:
+    """As above, but Redis comes back empty: the publish never happened and the message it
+    should have replaced is gone, so only resend_stalled_articles sends the article on (to its
+    fetch, or to clustering). Beat and its sweep (every 2 s, for articles stalled 5 s) start
+    once Redis is back, so the sweep does not resend the article while the gate holds it."""
+    live.start_worker("w1", AGGREGATOR_STALLED_ARTICLE_SECONDS="5", **PUBLISH_GIVES_UP_FAST)
+    live.wait_ready("w1")
+    live.kick()
+    fail_the_publish(live, redis_server)
+    redis_server.forget()
+    redis_server.start()
+    assert redis.Redis.from_url(redis_server.url).dbsize() == 0  # the message went with the data
+    live.start_beat(SCALE_SWEEP_SECONDS="2")
+    live.wait_ready("beat")
+    live.wait_done()
+    live.assert_consistent()
+    assert live.gate.gated_requests == page_requests
+    assert SWEEP_RESENT.search(live.log("w1"))
 
 
 def test_postgres_restart_tasks_retry_nothing_half_written(

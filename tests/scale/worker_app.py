@@ -6,7 +6,10 @@
 * with SCALE_DUPLICATE_TASKS=1 every task message published here is published a second time,
   with the same task id: each task is delivered twice;
 * with SCALE_DIE_BEFORE=<task name>,… the first process about to publish each named task (so
-  the task publishing it has committed its work) kills itself with SIGKILL, once per name.
+  the task publishing it has committed its work) kills itself with SIGKILL, once per name;
+* with SCALE_PUBLISH_RETRIES=<n> a publish gives up after n quick retries (about n / 2 s) instead
+  of waiting out a two-minute broker outage, so a short outage makes it fail;
+* with SCALE_SWEEP_SECONDS=<s> beat also sends resend_stalled_articles every s seconds.
 
 Run as ``celery -A tests.scale.worker_app worker|beat``.
 """
@@ -36,6 +39,18 @@ app.conf.beat_schedule = {
     "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 2.0}
 }
 app.conf.broker_connection_max_retries = None  # reconnect for ever (a restarted broker)
+if publish_retries := os.environ.get("SCALE_PUBLISH_RETRIES"):
+    app.conf.task_publish_retry_policy = {
+        "max_retries": int(publish_retries),
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 0.5,
+    }
+if sweep_seconds := os.environ.get("SCALE_SWEEP_SECONDS"):
+    app.conf.beat_schedule["resend-stalled-articles"] = {
+        "task": "workers.tasks.resend_stalled_articles",
+        "schedule": float(sweep_seconds),
+    }
 
 _republishing = threading.local()
 
