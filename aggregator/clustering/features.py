@@ -21,9 +21,9 @@ counts on a log scale, or flags:
 * ``top_shared_idf``: the IDF of the rarest entity the article shares with the story, as a share
   of the highest IDF the stream can give (one shared unique name is strong evidence);
 * ``z_*``: each similarity (body/entity/title cosines, nearest-member cosines, entity cover) as a
-  z-score against the stream's background (see background.py). The model weighs both: the
-  z-scores carry the transfer between streams, the raw values its confidence while a stream is
-  young.
+  z-score against the stream's background (see background.py). The shipped model learns only
+  the z-scores, which transfer between streams; the raw values are kept for the background and
+  the margins.
 """
 
 from __future__ import annotations
