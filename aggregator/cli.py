@@ -259,17 +259,11 @@ def beat(ctx: click.Context) -> None:
 @click.option("--workers", default=1, type=click.IntRange(1, 64), help="Worker processes.")
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP API (and the pages for people)."""
-    import uvicorn
+    from aggregator.api.serve import serve as serve_api
 
     settings = get_settings()
     _engine(settings).dispose()  # migrate once, before the workers start
-    uvicorn.run(
-        "aggregator.api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers,
-    )
+    serve_api(host=host or settings.api_host, port=port or settings.api_port, workers=workers)
 
 
 @main.command("eval-clusters")

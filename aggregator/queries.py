@@ -15,16 +15,30 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Float, Integer, and_, delete, func, literal, or_, text
+from sqlalchemy import (
+    ARRAY,
+    BindParameter,
+    ColumnElement,
+    Executable,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    text,
+)
 from sqlalchemy import select as sa_select
-from sqlalchemy.orm import defer
-from sqlalchemy.sql import Select
-from sqlmodel import Session, col, select
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, SQLModel, col, select
 
 from aggregator import ranking
 from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, Story
@@ -33,9 +47,12 @@ from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, S
 SEARCH_TABLE_PREFIX = "articles_fts"
 SEARCH_COLUMN = "search_vector"
 SEARCH_INDEX = "ix_articles_search"
+# Indexes made by migration 0007_listing_order on PostgreSQL only, outside the SQLModel metadata.
+POSTGRES_LISTING_INDEXES = frozenset({"ix_stories_size_order"})
 SEARCH_WINDOW = 500  # a search looks at the newest this many matching articles
 MAX_QUERY_WORDS = 16
 EXCERPT_CHARS = 280
+TAG = re.compile(r"<[^>]*>")
 HIDDEN_STATUSES = (ExtractionStatus.BOILERPLATE.value,)
 RETIRED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -46,12 +63,13 @@ T = TypeVar("T")
 def is_search_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Alembic ``include_object`` hook: False for the full-text search objects."""
+    """Alembic ``include_object`` hook: False for the objects that migrations make outside the
+    SQLModel metadata, the full-text search objects and PostgreSQL's listing indexes."""
     if type_ == "table" and name is not None and name.startswith(SEARCH_TABLE_PREFIX):
         return False
     if type_ == "column" and name == SEARCH_COLUMN:
         return False
-    return not (type_ == "index" and name == SEARCH_INDEX)
+    return not (type_ == "index" and name in {SEARCH_INDEX, *POSTGRES_LISTING_INDEXES})
 
 
 class CursorError(ValueError):
@@ -90,83 +108,134 @@ def _fts5_query(words: Sequence[str]) -> str:
     return " ".join(f'"{word}"' for word in words)  # \w+ words hold no quote: all literal
 
 
-def search_matches(*, session: Session, words: Sequence[str]) -> Any:
-    """A subquery (id, rel) of the newest SEARCH_WINDOW articles that contain every word, with
-    their relevance (higher is better: BM25 on SQLite, ts_rank on PostgreSQL; the title weighs
-    most, then the summary, then the text). Bounding the window keeps a search on a common
-    word as cheap as one on a rare word, however large the store."""
+FTS5_NEWEST = (
+    "SELECT rowid AS id, {rel} AS rel FROM articles_fts "
+    "WHERE articles_fts MATCH :fts ORDER BY rowid DESC LIMIT :window"
+)
+FTS5_MATCHES = "SELECT m.id, NULL, m.rel FROM ({newest}) AS m"
+FTS5_MATCHES_IN_STORIES = (
+    "SELECT m.id, a.story_id, m.rel FROM ({newest}) AS m JOIN articles AS a ON a.id = m.id"
+)
+FTS5_BM25 = "-bm25(articles_fts, 10.0, 3.0, 1.0)"
+
+
+class Match(NamedTuple):
+    """An article that matches a search, its story, and its relevance (when ranked)."""
+
+    id: int
+    story_id: int | None
+    rel: float | None = None
+
+
+def search_matches(
+    *, session: Session, words: Sequence[str], ranked: bool = True, stories: bool = True
+) -> list[Match]:
+    """The newest SEARCH_WINDOW articles that contain every word, newest first, with their
+    relevance (higher is better: BM25 on SQLite, ts_rank on PostgreSQL; the title weighs most,
+    then the summary, then the text) and their story. Unranked unless `ranked`, which spares
+    the cost of ranking to searches that only filter; story ids may be left out on SQLite unless
+    `stories` (reading them costs a lookup per article there). Bounding the window keeps a
+    search on a common word as cheap as one on a rare word, however large the store."""
     if _is_sqlite(session):
-        sql = (
-            "SELECT rowid AS id, -bm25(articles_fts, 10.0, 3.0, 1.0) AS rel FROM articles_fts "
-            "WHERE articles_fts MATCH :fts ORDER BY rowid DESC LIMIT :window"
-        )
-        params: dict[str, Any] = {"fts": _fts5_query(words), "window": SEARCH_WINDOW}
-        return text(sql).bindparams(**params).columns(id=Integer(), rel=Float()).subquery("matches")
-    ids, rels = _postgres_matches(session, " ".join(words))
-    listed = text(
-        "SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:rels AS float8[])) AS m(id, rel)"
-    )
-    return (
-        listed.bindparams(ids=ids, rels=rels).columns(id=Integer(), rel=Float()).subquery("matches")
-    )
+        newest = FTS5_NEWEST.format(rel=FTS5_BM25 if ranked else "NULL")
+        sql = (FTS5_MATCHES_IN_STORIES if stories else FTS5_MATCHES).format(newest=newest)
+        params = {"fts": _fts5_query(words), "window": SEARCH_WINDOW}
+        return [Match(*row) for row in session.connection().execute(text(sql), params).all()]
+    return _postgres_matches(session.connection(), " ".join(words), ranked=ranked)
+
+
+def _among(session: Session, column: Any, values: Sequence[int]) -> ColumnElement[bool]:
+    """`column` IN `values`, the values bound as one parameter (a JSON array on SQLite, an array
+    on PostgreSQL): hundreds of parameters take longer to compile than the query takes to run."""
+    if _is_sqlite(session):
+        listed = func.json_each(literal(json.dumps(list(values)))).table_valued("value")
+        return column.in_(sa_select(listed.c.value))  # type: ignore[no-any-return]
+    return column == any_(literal(list(values), ARRAY(Integer)))  # type: ignore[no-any-return]
 
 
 # How common the words are among the newest articles picks the plan. Common: walk the primary key
-# backwards until the window is full. Rare: the GIN index finds every match (a walk would read
-# most of the table). In between: a walk over the newest WALK_CAP articles, then the index if the
-# window is not full. (The planner cannot tell these cases apart: it misjudges word combinations.)
-SEARCH_SAMPLE = 1000
+# backwards until the window is full. Otherwise the GIN index, ANDed with a range of the newest
+# ids, so that only the matches in the range are read from the table (each read costs more than
+# anything else here). The range starts at most FIRST_RANGE ids wide (a small sample misjudges
+# shares), then takes the width that the matches found so far call for, until the window is
+# full or the range holds every article. (The planner cannot choose: it misjudges word
+# combinations.)
+SEARCH_SAMPLE = 500
 COMMON_SHARE = 0.2
-RARE_SHARE = 0.02
-WALK_CAP = 20 * SEARCH_WINDOW
-RANKED = (
-    "SELECT a.id, ts_rank(a.search_vector, plainto_tsquery('simple', :words)) "
-    "FROM articles AS a JOIN (SELECT id FROM {source} WHERE search_vector @@ "
-    "plainto_tsquery('simple', :words) ORDER BY id DESC LIMIT :window) AS m ON m.id = a.id"
+FIRST_RANGE = 8 * SEARCH_WINDOW
+RANGE_MARGIN = 1.3
+RANGE_GROWTH = 8
+SAMPLE = (
+    "SELECT id, story_id, search_vector @@ plainto_tsquery('simple', :words) FROM articles "
+    "ORDER BY id DESC LIMIT :sample"
 )
-NEWEST = "(SELECT id, search_vector FROM articles ORDER BY id DESC LIMIT :cap) AS newest"
+NEWEST_MATCHES = (
+    "SELECT id, story_id FROM articles WHERE search_vector @@ plainto_tsquery('simple', :words) "
+    "AND id > :floor ORDER BY id DESC LIMIT :window"
+)
+RANKS = (
+    "SELECT id, ts_rank(search_vector, plainto_tsquery('simple', :words)) FROM articles "
+    "WHERE id = ANY(:ids)"
+)
+PLANNER_SWITCHES = "SELECT set_config(:first, :value, true), set_config(:second, :value, true)"
 
 
-def _postgres_matches(session: Session, words: str) -> tuple[list[int], list[float]]:
-    connection = session.connection()
-    sample = connection.execute(
-        text(RANKED.format(source=NEWEST).replace("LIMIT :window", "")),
-        {"words": words, "cap": SEARCH_SAMPLE},
-    ).all()
-    share = len(sample) / SEARCH_SAMPLE
+def _postgres_matches(connection: Connection, words: str, *, ranked: bool) -> list[Match]:
+    """The newest matches, with their ranks when `ranked`."""
+    matches = _newest_postgres_matches(connection, words)
+    if not ranked:
+        return matches
+    params = {"words": words, "ids": [m.id for m in matches]}
+    ranks = {int(aid): float(rank) for aid, rank in connection.execute(text(RANKS), params).all()}
+    return [m._replace(rel=ranks[m.id]) for m in matches]
+
+
+def _newest_postgres_matches(connection: Connection, words: str) -> list[Match]:
+    params = {"words": words, "sample": SEARCH_SAMPLE, "window": SEARCH_WINDOW}
+    newest = connection.execute(text(SAMPLE), params).all()
+    sample = [Match(aid, story_id) for aid, story_id, hit in newest if hit]
+    if len(sample) >= SEARCH_WINDOW:
+        return sample[:SEARCH_WINDOW]
+    share = len(sample) / max(len(newest), 1)
     if share >= COMMON_SHARE:
-        return _ranked_matches(connection, words, walk=True, cap=None)
-    if share >= RARE_SHARE:
-        ids, rels = _ranked_matches(connection, words, walk=True, cap=WALK_CAP)
-        if len(ids) == SEARCH_WINDOW:
-            return ids, rels
-    return _ranked_matches(connection, words, walk=False, cap=None)
+        with _planner_without(connection, ("seqscan", "bitmapscan")):
+            return _match_rows(connection, {**params, "floor": 0})
+    top = newest[0][0] if newest else 0
+    span = min(FIRST_RANGE, _range_for(share)) if share else FIRST_RANGE
+    with _planner_without(connection, ("seqscan", "indexscan")):
+        while True:
+            found = _match_rows(connection, {**params, "floor": top - span})
+            if len(found) == SEARCH_WINDOW or span >= top:
+                return found
+            span = max(2 * span, _range_for(len(found) / span)) if found else RANGE_GROWTH * span
 
 
-def _ranked_matches(
-    connection: Any, words: str, *, walk: bool, cap: int | None
-) -> tuple[list[int], list[float]]:
-    """The newest SEARCH_WINDOW matches, by walking the primary key backwards (over the newest
-    `cap` articles at most) or through the GIN index."""
-    switches = ("enable_seqscan", "enable_bitmapscan" if walk else "enable_indexscan")
-    for name in switches:
-        _planner_setting(connection, name, on=False)
+def _range_for(share: float) -> int:
+    """How many of the newest ids likely hold a window of matches, at this share of matches."""
+    return int(SEARCH_WINDOW * RANGE_MARGIN / share)
+
+
+def _match_rows(connection: Connection, params: dict[str, Any]) -> list[Match]:
+    """The newest matches above params["floor"]."""
+    rows = connection.execute(text(NEWEST_MATCHES), params).all()
+    return [Match(aid, story_id) for aid, story_id in rows]
+
+
+@contextmanager
+def _planner_without(connection: Connection, scans: tuple[str, str]) -> Iterator[None]:
+    """The planner without two kinds of scan (``enable_<scan>``), inside the block."""
+    _planner_switches(connection, scans, on=False)
     try:
-        sql = RANKED.format(source=NEWEST if cap else "articles")
-        params = {"words": words, "window": SEARCH_WINDOW, "cap": cap}
-        rows = connection.execute(text(sql), params).all()
+        yield
     finally:
-        for name in switches:
-            _planner_setting(connection, name, on=True)
-    return [int(r[0]) for r in rows], [float(r[1]) for r in rows]
+        _planner_switches(connection, scans, on=True)
 
 
-def _planner_setting(connection: Any, name: str, *, on: bool) -> None:
-    """Set a planner switch for the rest of this transaction."""
-    connection.execute(
-        text("SELECT set_config(:name, :value, true)"),
-        {"name": name, "value": "on" if on else "off"},
-    )
+def _planner_switches(connection: Connection, scans: tuple[str, str], *, on: bool) -> None:
+    """Turn two planner scans (``enable_<scan>``) on or off for the rest of this transaction."""
+    first, second = (f"enable_{scan}" for scan in scans)
+    params = {"first": first, "second": second, "value": "on" if on else "off"}
+    connection.execute(text(PLANNER_SWITCHES), params)
 
 
 # --- stories -------------------------------------------------------------------------------
@@ -197,31 +266,88 @@ class ArticleBrief:
     duplicate_of_id: int | None
 
 
+class Reported(Protocol):
+    """What choosing a story's outlets and representative needs of an article."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def source_id(self) -> int: ...
+    @property
+    def outlet(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def duplicate_of_id(self) -> int | None: ...
+
+
+R = TypeVar("R", bound=Reported)
+
+
+class ArticleStub(NamedTuple):
+    """The few columns of an article that listings read for every article of a story."""
+
+    id: int
+    story_id: int
+    source_id: int
+    outlet: str
+    title: str
+    duplicate_of_id: int | None
+
+
+def outlets_of(articles: Sequence[Reported]) -> list[tuple[int, str]]:
+    """The distinct outlets of articles in time order, in the order they first reported."""
+    seen: dict[int, str] = {}
+    for article in articles:
+        seen.setdefault(article.source_id, article.outlet)
+    return list(seen.items())
+
+
+def first_original(articles: Sequence[R]) -> R | None:
+    """The first article that copies none (the first article when all are copies)."""
+    originals = _originals(articles)
+    return originals[0] if originals else None
+
+
+def representative_of(headline: str, articles: Sequence[R]) -> R | None:
+    """The first original whose title is the story's headline, else the first original."""
+    originals = _originals(articles)
+    return next((a for a in originals if a.title == headline), first_original(originals))
+
+
+def _originals(articles: Sequence[R]) -> Sequence[R]:
+    """The articles that copy none; all of them when every one is a copy."""
+    return [a for a in articles if a.duplicate_of_id is None] or articles
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    """The columns of a story that listings and story pages show."""
+
+    id: int
+    headline: str
+    language: str | None
+    first_seen: datetime
+    last_seen: datetime
+    article_count: int
+    source_count: int
+    keywords: list[str]
+
+
 @dataclass
 class StoryView:
-    story: Story
+    """A story with its outlets and representative article; on story pages, with its articles
+    in time order too (listings leave them out)."""
+
+    story: StoryRow
+    outlets: list[tuple[int, str]]
+    representative: ArticleBrief | None
     articles: list[ArticleBrief] = field(default_factory=list)
     hot: float | None = None
 
     @property
-    def outlets(self) -> list[tuple[int, str]]:
-        seen: dict[int, str] = {}
-        for article in self.articles:
-            seen.setdefault(article.source_id, article.outlet)
-        return list(seen.items())
-
-    @property
-    def representative(self) -> ArticleBrief | None:
-        originals = [a for a in self.articles if a.duplicate_of_id is None] or self.articles
-        for article in originals:
-            if article.title == self.story.headline:
-                return article
-        return originals[0] if originals else None
-
-    @property
     def first_report(self) -> ArticleBrief | None:
-        originals = [a for a in self.articles if a.duplicate_of_id is None] or self.articles
-        return originals[0] if originals else None
+        return first_original(self.articles)
 
 
 @dataclass
@@ -253,9 +379,9 @@ def list_stories(
     else:
         ids, next_cursor = _stories_by_column(session, filters, words, sort, limit, cursor)
         scores = {}
-    views = stories_with_articles(session=session, story_ids=ids, excerpts=False)
+    views = story_cards(session=session, story_ids=ids)
     for view in views:
-        view.hot = scores.get(view.story.id or 0)
+        view.hot = scores.get(view.story.id)
     return Page(views, next_cursor)
 
 
@@ -277,9 +403,9 @@ def _story_conditions(
     if filters.topic is not None:
         conditions.append(_has_keyword(session, filters.topic.lower()))
     if words:
-        matches = search_matches(session=session, words=words)
-        matching = sa_select(col(Article.story_id)).join(matches, matches.c.id == col(Article.id))
-        conditions.append(col(Story.id).in_(matching))
+        matches = search_matches(session=session, words=words, ranked=False)
+        matching = {m.story_id for m in matches if m.story_id is not None}
+        conditions.append(_among(session, col(Story.id), sorted(matching)))
     return conditions
 
 
@@ -311,11 +437,10 @@ def _stories_by_column(
     if cursor is not None:
         value, last_id = decode_cursor(cursor, sort=sort, length=2)
         bound = _cursor_time(value) if sort == "recent" else value
-        query = query.where(
-            or_(column < bound, and_(column == bound, col(Story.id) < int(last_id)))
-        )
+        after = or_(column < bound, and_(column == bound, col(Story.id) < int(last_id)))
+        query = query.where(column <= bound, after)  # the first bound lets an index seek
     query = query.order_by(column.desc(), col(Story.id).desc()).limit(limit + 1)
-    rows = [(int(sid), key) for sid, key in session.execute(query).all()]
+    rows = [(int(sid), key) for sid, key in _rows(session, query)]
     next_cursor = None
     if len(rows) > limit:
         last_id, key = rows[limit - 1]
@@ -366,8 +491,8 @@ def _stories_by_hot(
         query = query.where(
             or_(score < last_score, and_(score == last_score, col(Story.id) < int(last_id)))
         )
-    rows = session.execute(query.order_by(score.desc(), col(Story.id).desc()).limit(limit + 1))
-    ranked = [(int(story_id), float(hot)) for story_id, hot in rows.all()]
+    rows = _rows(session, query.order_by(score.desc(), col(Story.id).desc()).limit(limit + 1))
+    ranked = [(int(story_id), float(hot)) for story_id, hot in rows]
     next_cursor = None
     if len(ranked) > limit:
         story_id, hot = ranked[limit - 1]
@@ -444,52 +569,127 @@ def _stories_by_relevance(
     cursor: str | None,
 ) -> tuple[list[int], str | None, dict[int, float]]:
     """Stories by their best matching article's relevance, then recency."""
-    matches = search_matches(session=session, words=words)
-    best = (
-        sa_select(col(Article.story_id).label("story_id"), func.max(matches.c.rel).label("rel"))
-        .join(matches, matches.c.id == col(Article.id))
-        .group_by(col(Article.story_id))
-        .subquery("best")
-    )
-    query = (
-        sa_select(col(Story.id), best.c.rel, col(Story.last_seen))
-        .join(best, best.c.story_id == col(Story.id))
-        .where(*_story_conditions(session, filters, None))
+    best: dict[int, float] = {}
+    for match in search_matches(session=session, words=words):
+        if match.story_id is not None and match.rel is not None:
+            best[match.story_id] = max(match.rel, best.get(match.story_id, match.rel))
+    query = sa_select(col(Story.id), col(Story.last_seen)).where(
+        _among(session, col(Story.id), sorted(best)), *_story_conditions(session, filters, None)
     )
     keyed: list[tuple[Key, int]] = [
-        ((round(float(rel), 9), seen.timestamp()), int(sid))
-        for sid, rel, seen in session.execute(query).all()
+        ((round(best[sid], 9), seen.timestamp()), int(sid)) for sid, seen in _rows(session, query)
     ]
     ids, next_cursor = _page_by_key(keyed, "relevance", limit, cursor, 3)
     return ids, next_cursor, {}
 
 
-def stories_with_articles(
-    *, session: Session, story_ids: Sequence[int], excerpts: bool = True
-) -> list[StoryView]:
-    """The stories (in the given order) with their articles in time order. Without `excerpts`
-    (listings), only the representative article of each story gets its excerpt."""
+# Listings and story pages read through these statements, built once (bound to `ids` when run):
+# building and compiling a statement costs more than running it on a page of stories.
+STORIES = SQLModel.metadata.tables["stories"]
+ARTICLES = SQLModel.metadata.tables["articles"]
+SOURCES = SQLModel.metadata.tables["sources"]
+IDS: BindParameter[int] = bindparam("ids", expanding=True)
+VISIBLE = ARTICLES.c.extraction_status.not_in(HIDDEN_STATUSES)
+IN_TIME_ORDER = (ARTICLES.c.published_at, ARTICLES.c.id)
+STORY_ROWS = sa_select(
+    *(STORIES.c[name] for name in StoryRow.__dataclass_fields__),
+).where(STORIES.c.id.in_(IDS))
+STUBS_OF_STORIES = (
+    sa_select(
+        ARTICLES.c.id,
+        ARTICLES.c.story_id,
+        ARTICLES.c.source_id,
+        SOURCES.c.title,
+        SOURCES.c.url,
+        ARTICLES.c.title,
+        ARTICLES.c.duplicate_of_id,
+    )
+    .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
+    .where(ARTICLES.c.story_id.in_(IDS), VISIBLE)
+    .order_by(*IN_TIME_ORDER)
+)
+BRIEFS = (
+    sa_select(
+        ARTICLES.c.id,
+        ARTICLES.c.story_id,
+        ARTICLES.c.source_id,
+        SOURCES.c.title,
+        SOURCES.c.url,
+        ARTICLES.c.title,
+        ARTICLES.c.url,
+        ARTICLES.c.published_at,
+        ARTICLES.c.summary,
+        func.substr(ARTICLES.c.text, 1, EXCERPT_CHARS * 2),
+        ARTICLES.c.extraction_status,
+        ARTICLES.c.duplicate_of_id,
+    )
+    .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
+    .where(VISIBLE)
+)
+BRIEFS_BY_ID = BRIEFS.where(ARTICLES.c.id.in_(IDS)).order_by(*IN_TIME_ORDER)
+BRIEFS_OF_STORIES = BRIEFS.where(ARTICLES.c.story_id.in_(IDS)).order_by(*IN_TIME_ORDER)
+
+
+def _rows(session: Session, statement: Executable, **params: Any) -> Sequence[Any]:
+    """The rows of a Core statement, run on the session's connection (no ORM on the way)."""
+    return session.connection().execute(statement, params).all()
+
+
+def _story_rows(session: Session, story_ids: Sequence[int]) -> dict[int, StoryRow]:
+    return {row.id: StoryRow(*row) for row in _rows(session, STORY_ROWS, ids=list(story_ids))}
+
+
+def story_cards(*, session: Session, story_ids: Sequence[int]) -> list[StoryView]:
+    """The stories (in the given order) as listings show them: their outlets, from a lean read
+    of their articles, and their representative article with its excerpt."""
     if not story_ids:
         return []
-    query = select(Story).where(col(Story.id).in_(story_ids)).options(defer(Story.profile))  # type: ignore[arg-type]
-    stories = {s.id: s for s in session.exec(query).all()}
-    views = {sid: StoryView(stories[sid]) for sid in story_ids if sid in stories}
-    condition = col(Article.story_id).in_(story_ids)
-    for brief in article_briefs(session=session, condition=condition, excerpts=excerpts):
-        views[brief.story_id or 0].articles.append(brief)
-    if not excerpts:
-        _fill_excerpts(session, [v.representative for v in views.values() if v.representative])
-    return list(views.values())
+    stories = _story_rows(session, story_ids)
+    stubs: dict[int, list[ArticleStub]] = {sid: [] for sid in stories}
+    for stub in _article_stubs(session, story_ids):
+        stubs.get(stub.story_id, []).append(stub)  # a story gone meanwhile is left out
+    chosen = {sid: representative_of(stories[sid].headline, stubs[sid]) for sid in stories}
+    wanted = [stub.id for stub in chosen.values() if stub]
+    briefs = {b.id: b for b in map(_brief, _rows(session, BRIEFS_BY_ID, ids=wanted))}
+    return [
+        _card(stories[sid], stubs[sid], chosen[sid], briefs) for sid in story_ids if sid in stories
+    ]
 
 
-def _fill_excerpts(session: Session, briefs: Sequence[ArticleBrief]) -> None:
-    head = func.substr(col(Article.text), 1, EXCERPT_CHARS * 2)
-    query = sa_select(col(Article.id), col(Article.summary), head).where(
-        col(Article.id).in_([b.id for b in briefs])
-    )
-    texts = {aid: summary or body or "" for aid, summary, body in session.execute(query).all()}
-    for brief in briefs:
-        brief.excerpt = excerpt(texts.get(brief.id, ""))
+def _card(
+    story: StoryRow,
+    stubs: list[ArticleStub],
+    chosen: ArticleStub | None,
+    briefs: dict[int, ArticleBrief],
+) -> StoryView:
+    return StoryView(story, outlets_of(stubs), briefs.get(chosen.id) if chosen else None)
+
+
+def _article_stubs(session: Session, story_ids: Sequence[int]) -> list[ArticleStub]:
+    """The visible articles of the stories, in time order, as stubs."""
+    return [
+        ArticleStub(aid, story_id, source_id, outlet or feed, title, dup)
+        for aid, story_id, source_id, outlet, feed, title, dup in _rows(
+            session, STUBS_OF_STORIES, ids=list(story_ids)
+        )
+    ]
+
+
+def stories_with_articles(*, session: Session, story_ids: Sequence[int]) -> list[StoryView]:
+    """The stories (in the given order) with their articles in time order, excerpts included."""
+    if not story_ids:
+        return []
+    stories = _story_rows(session, story_ids)
+    articles: dict[int, list[ArticleBrief]] = {sid: [] for sid in stories}
+    for row in _rows(session, BRIEFS_OF_STORIES, ids=list(story_ids)):
+        brief = _brief(row)
+        articles.get(brief.story_id or 0, []).append(brief)
+    return [_story_view(stories[sid], articles[sid]) for sid in story_ids if sid in stories]
+
+
+def _story_view(story: StoryRow, articles: list[ArticleBrief]) -> StoryView:
+    representative = representative_of(story.headline, articles)
+    return StoryView(story, outlets_of(articles), representative, articles)
 
 
 def article_briefs(
@@ -498,33 +698,11 @@ def article_briefs(
     condition: ColumnElement[bool],
     order: Sequence[Any] | None = None,
     limit: int | None = None,
-    excerpts: bool = True,
 ) -> list[ArticleBrief]:
-    """Articles (without their full text) that meet `condition`, oldest first by default;
-    their excerpts left empty unless `excerpts`."""
-    head = func.substr(col(Article.text), 1, EXCERPT_CHARS * 2) if excerpts else literal("")
-    columns: list[Any] = [
-        Article.id,
-        Article.story_id,
-        Article.source_id,
-        Source.title,
-        Source.url,
-        Article.title,
-        Article.url,
-        Article.published_at,
-        Article.summary if excerpts else literal(""),
-        head,
-        Article.extraction_status,
-        Article.duplicate_of_id,
-    ]
-    query: Select[Any] = (
-        sa_select(*columns)
-        .join(Source, col(Source.id) == col(Article.source_id))
-        .where(condition, col(Article.extraction_status).not_in(HIDDEN_STATUSES))
-        .order_by(*(order or (col(Article.published_at), col(Article.id))))
-        .limit(limit)
-    )
-    return [_brief(row) for row in session.execute(query).all()]
+    """Visible articles (without their full text) that meet `condition`, oldest first by
+    default."""
+    query = BRIEFS.where(condition).order_by(*(order or IN_TIME_ORDER)).limit(limit)
+    return [_brief(row) for row in _rows(session, query)]
 
 
 def _brief(row: Any) -> ArticleBrief:
@@ -547,7 +725,7 @@ def _brief(row: Any) -> ArticleBrief:
 
 def excerpt(body: str, limit: int = EXCERPT_CHARS) -> str:
     """The start of a text, whitespace collapsed, cut at a word boundary with an ellipsis."""
-    flat = " ".join(re.sub(r"<[^>]*>", " ", body).split())
+    flat = " ".join((TAG.sub(" ", body) if "<" in body else body).split())
     if len(flat) <= limit:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
@@ -605,16 +783,15 @@ def _articles_by_relevance(
 ) -> Page[ArticleBrief]:
     if not words:
         return Page([], None)
-    matches = search_matches(session=session, words=words)
+    matches = search_matches(session=session, words=words, stories=False)
+    rels = {m.id: m.rel or 0.0 for m in matches}
     visible = col(Article.extraction_status).not_in(HIDDEN_STATUSES)
-    query = (
-        sa_select(col(Article.id), matches.c.rel, col(Article.published_at))
-        .join(matches, matches.c.id == col(Article.id))
-        .where(visible, *conditions)
+    query = sa_select(col(Article.id), col(Article.published_at)).where(
+        _among(session, col(Article.id), sorted(rels)), visible, *conditions
     )
     keyed: list[tuple[Key, int]] = [
-        ((round(float(rel), 9), _epoch(published)), int(aid))
-        for aid, rel, published in session.execute(query).all()
+        ((round(rels[aid], 9), _epoch(published)), int(aid))
+        for aid, published in _rows(session, query)
     ]
     ids, next_cursor = _page_by_key(keyed, "relevance", limit, cursor, 3)
     briefs = {b.id: b for b in article_briefs(session=session, condition=col(Article.id).in_(ids))}

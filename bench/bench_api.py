@@ -2,9 +2,12 @@
 
 Builds a store of N articles in S stories by replaying the labelled dev data under
 ../shared/data/clustering (real titles and texts, so full-text search has real work) with shifted
-dates, bulk-inserted straight through SQL; then serves the API with uvicorn in its own process and
-drives it from this process with C concurrent clients over a mix of listings, filters and
-searches, next to a baseline (a story by primary key, and /healthz) measured in the same run.
+dates, bulk-inserted straight through SQL; then serves the API with uvicorn in its own process(es)
+and drives it with C concurrent clients, each a process of its own on one keep-alive connection
+(so that no client shares the server's CPU or another client's), over a mix of listings, filters
+and searches, next to a baseline (a story by primary key) measured in the same run. Each run also
+prints the server's CPU time per request (its processes, from /proc: Linux only) and the load
+average, as the machine may be busy with other work.
 
     .venv/bin/python bench/bench_api.py                          # SQLite, 100k articles
     .venv/bin/python bench/bench_api.py --backend postgres --articles 200000
@@ -14,7 +17,9 @@ searches, next to a baseline (a story by primary key, and /healthz) measured in 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -22,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -30,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import create_engine, insert, select, text
@@ -194,18 +199,18 @@ def store(backend: str, folder: Path) -> Iterator[str]:
 
 
 @contextmanager
-def server(database_url: str, folder: Path, port: int, workers: int) -> Iterator[str]:
+def server(database_url: str, folder: Path, port: int, workers: int) -> Iterator[tuple[str, int]]:
     env = {
         **os.environ,
         "AGGREGATOR_DATABASE_URL": database_url,
         "AGGREGATOR_DATA_DIR": str(folder / "data"),
         "AGGREGATOR_CONFIG_FILE": str(folder / "none.toml"),
     }
-    command = [
-        sys.executable, "-m", "uvicorn", "--factory", "aggregator.api.app:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
+    code = (
+        "from aggregator.api.serve import serve; "
+        f"serve(host='127.0.0.1', port={port}, workers={workers}, log_level='warning')"
+    )
+    command = [sys.executable, "-c", code]  # uvicorn, TCP_NODELAY kept with several workers
     process = subprocess.Popen(command, env=env, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -215,7 +220,7 @@ def server(database_url: str, folder: Path, port: int, workers: int) -> Iterator
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -250,37 +255,74 @@ def _days_ago(days: int) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def drive(
-    base: str, mix: list[tuple[str, str]], clients: int, seconds: float
-) -> dict[str, list[float]]:
-    """Clients in threads, each sending the mix in turn; latencies (ms) by kind."""
-    timings: dict[str, list[float]] = defaultdict(list)
+Timings = dict[str, list[float]]
+
+
+def drive(base: str, mix: list[tuple[str, str]], clients: int, seconds: float) -> Timings:
+    """Clients in processes, each sending the mix in turn from its own point of it (spread over
+    the mix, so that clients seldom ask the same thing at once); latencies (ms) by kind."""
+    results: multiprocessing.Queue[tuple[Timings, Counter[int]]] = multiprocessing.Queue()
+    start_at = time.time() + 0.5
+    processes = [
+        multiprocessing.Process(
+            target=_client, args=(base, mix, n * len(mix) // clients, start_at, seconds, results)
+        )
+        for n in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    timings: Timings = defaultdict(list)
     errors: Counter[int] = Counter()
-    deadline = time.perf_counter() + seconds
-    lock = threading.Lock()
-
-    def client(offset: int) -> None:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            i = offset
-            while time.perf_counter() < deadline:
-                kind, path = mix[i % len(mix)]
-                started = time.perf_counter()
-                status = http.get(path).status_code
-                elapsed = (time.perf_counter() - started) * 1000
-                with lock:
-                    timings[kind].append(elapsed)
-                    if status != 200:
-                        errors[status] += 1
-                i += 1
-
-    threads = [threading.Thread(target=client, args=(n * 37,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for _ in processes:
+        client_timings, client_errors = results.get(timeout=seconds + 120)
+        for kind, values in client_timings.items():
+            timings[kind] += values
+        errors += client_errors
+    for process in processes:
+        process.join()
     if errors:
         print(f"  non-200 answers: {dict(errors)}")
     return timings
+
+
+def _client(
+    base: str,
+    mix: list[tuple[str, str]],
+    offset: int,
+    start_at: float,
+    seconds: float,
+    results: multiprocessing.Queue[tuple[Timings, Counter[int]]],
+) -> None:
+    address = urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=30)
+    timings: Timings = defaultdict(list)
+    errors: Counter[int] = Counter()
+    time.sleep(max(0.0, start_at - time.time()))
+    i = offset
+    while time.time() < start_at + seconds:
+        kind, path = mix[i % len(mix)]
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        timings[kind].append((time.perf_counter() - started) * 1000)
+        if response.status != 200:
+            errors[response.status] += 1
+        i += 1
+    connection.close()
+    results.put((dict(timings), errors))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, from /proc."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -288,9 +330,12 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def report(timings: dict[str, list[float]], clients: int, seconds: float) -> None:
+def report(timings: Timings, clients: int, seconds: float, cpu: float) -> None:
     total = sum(len(v) for v in timings.values())
-    print(f"\n  {clients} clients, {seconds:.0f} s: {total / seconds:,.0f} requests/s")
+    print(
+        f"\n  {clients} clients, {seconds:.0f} s: {total / seconds:,.0f} requests/s; server CPU"
+        f" {cpu * 1000 / max(total, 1):.1f} ms/request; load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"  {'query':<28}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     every: list[float] = []
     for kind in sorted(timings):
@@ -335,10 +380,13 @@ def main() -> None:
         sources = len({r["source"] for r in rows})
         engine.dispose()
         mix = request_mix(rows, args.stories, sources)
-        with server(url, Path(tmp), args.port, args.workers) as base:
+        with server(url, Path(tmp), args.port, args.workers) as (base, pid):
             drive(base, mix, 2, 3)  # warm-up
             for clients in args.clients or [4, 16]:
-                report(drive(base, mix, clients, args.seconds), clients, args.seconds)
+                print(f"\n  load average before: {os.getloadavg()[0]:.1f}")
+                cpu = cpu_seconds(pid)
+                timings = drive(base, mix, clients, args.seconds)
+                report(timings, clients, args.seconds, cpu_seconds(pid) - cpu)
 
 
 if __name__ == "__main__":

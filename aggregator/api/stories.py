@@ -18,7 +18,7 @@ Sort = Literal["hot", "recent", "size", "relevance"]
 WORD = r"^[\w\-. ]+$"
 
 
-def story_filters(
+async def story_filters(
     since: Annotated[datetime | None, Query(description="Last article at or after.")] = None,
     until: Annotated[datetime | None, Query(description="First article at or before.")] = None,
     q: Annotated[

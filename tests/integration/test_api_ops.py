@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from aggregator import task_stats
 from aggregator.api.app import create_app
+from aggregator.api.serve import APP, NoDelayConfig
 from aggregator.db import session_scope
 from aggregator.models import Article, Source, Story
 from aggregator.settings import Settings
@@ -270,6 +273,70 @@ def test_search_follows_inserts_updates_and_deletes(settings: Settings) -> None:
         with session_scope(engine) as session:
             session.delete(session.get(Article, article_id))
         assert found("asteroid") == []
+
+
+def test_the_shared_listener_hands_its_connections_tcp_nodelay() -> None:
+    """uvicorn binds the socket that several workers share without TCP_NODELAY (uvicorn issue
+    3149); serve()'s listener has it, and the connections it accepts inherit it."""
+    listener = NoDelayConfig(APP, host="127.0.0.1", port=0, workers=2).bind_socket()
+    with listener:
+        listener.listen()
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_several_workers_answer_keep_alive_requests_without_a_delayed_ack_wait(
+    tmp_path: Path,
+) -> None:
+    """Without TCP_NODELAY every keep-alive request after the first waits >= 40 ms for the
+    client's delayed ACK before the response body leaves the server."""
+    port = _free_port()
+    code = (
+        f"from aggregator.api.serve import serve; serve(host='127.0.0.1', port={port}, workers=2)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], env=_serve_env(tmp_path), cwd=tmp_path)
+    try:
+        _wait_until_ready(port)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        timings = []
+        for _ in range(11):
+            started = time.perf_counter()
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().read() == b'{"status":"ok"}'
+            timings.append(time.perf_counter() - started)
+        connection.close()
+        assert statistics.median(timings[1:]) < 0.035
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _serve_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "AGGREGATOR_DATA_DIR": str(tmp_path / "data"),
+        "AGGREGATOR_CONFIG_FILE": str(tmp_path / "none.toml"),
+    }
+
+
+def _wait_until_ready(port: int) -> None:
+    for _ in range(150):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not start")
 
 
 def test_aggregator_serve_runs_the_api(tmp_path: Path) -> None:
