@@ -35,6 +35,18 @@ def queue_depths(settings: Settings) -> dict[str, int]:
     return {"all": _files_in(settings.queue_dir / "messages")}
 
 
+def redis_backlog(client: redis.Redis) -> int:
+    """Messages in the task queues of a Redis broker, every priority list included, plus the
+    messages delivered and not yet acknowledged: the work not yet done."""
+    waiting = sum(
+        int(client.llen(key))
+        for queue in QUEUES
+        for key in client.scan_iter(match=f"{queue}*")
+        if client.type(key) == b"list"
+    )
+    return waiting + int(client.hlen("unacked"))
+
+
 def _files_in(folder: Path) -> int:
     try:
         return sum(1 for entry in os.scandir(folder) if entry.is_file())

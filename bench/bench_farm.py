@@ -56,12 +56,12 @@ from aggregator import store
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.metrics import pairwise_scores
 from aggregator.models import Article, ExtractionStatus, Source, Story
+from aggregator.queues import redis_backlog
 from aggregator.settings import Settings
 from workers.celery_app import build_runtime, use_runtime
 from workers.inprocess import crawl_due_sources
 
 REPO = Path(__file__).resolve().parent.parent
-QUEUES = ("polling", "fetching", "clustering", "digest")
 FINAL_WITHOUT_STORY = {ExtractionStatus.FAILED.value, ExtractionStatus.BOILERPLATE.value}
 TASK_LINE = re.compile(
     r"Task (workers\.tasks\.\w+)\[[^\]]+\] (succeeded in ([\d.]+)s|retry|raised)"
@@ -108,17 +108,6 @@ def register_feeds(engine: Engine, farm: Farm, shuffle: int | None = None) -> No
     with session_scope(engine) as session:
         for name, url in feeds:
             store.add_source(session=session, url=url, title=name, now=datetime.now(UTC))
-
-
-def queue_backlog(client: redis.Redis) -> int:
-    """Messages waiting in the task queues (any priority) plus messages delivered, not acked."""
-    waiting = sum(
-        int(client.llen(key))  # type: ignore[arg-type]
-        for queue in QUEUES
-        for key in client.scan_iter(match=f"{queue}*")
-        if client.type(key) == b"list"
-    )
-    return waiting + int(client.hlen("unacked"))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- checks
@@ -382,12 +371,12 @@ def monitor(
             query = select(func.count()).where(col(Source.last_polled_at).is_(None))
             unpolled = session.exec(query).one()
         done = finished(farm, rows) and not unpolled
-        settled = settled + 1 if done and queue_backlog(client) == 0 else 0
+        settled = settled + 1 if done and redis_backlog(client) == 0 else 0
         time.sleep(0.5)
     result.seconds = time.monotonic() - started
     delays(farm, engine, assigned, result)
-    if queue_backlog(client):
-        result.failures.append(f"{queue_backlog(client)} messages left in the queues or unacked")
+    if redis_backlog(client):
+        result.failures.append(f"{redis_backlog(client)} messages left in the queues or unacked")
 
 
 def tally_tasks(log: str, result: RunResult) -> None:

@@ -28,6 +28,7 @@ from aggregator.db import session_scope
 from aggregator.dedup import LSH_BANDS
 from aggregator.metrics import pairwise_scores
 from aggregator.models import Article, ArticleBand, ClusterTerm, ExtractionStatus, Story
+from aggregator.queues import redis_backlog
 from aggregator.store import DOCUMENT_COUNT_TERM
 from aggregator.urls import canonical_url
 from tests.conftest import REPO
@@ -236,13 +237,7 @@ class LiveCluster:
     def backlog(self) -> int:
         client = redis.Redis.from_url(self.broker_url)
         try:
-            waiting = sum(
-                int(client.llen(key))  # type: ignore[arg-type]
-                for queue in QUEUES
-                for key in client.scan_iter(match=f"{queue}*")
-                if client.type(key) == b"list"
-            )
-            return waiting + int(client.hlen("unacked"))  # type: ignore[arg-type]
+            return redis_backlog(client)
         finally:
             client.close()
 
