@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -52,6 +52,12 @@ class ExtractionStatus(StrEnum):
     FAILED = "failed"  # neither page text nor a summary
     DUPLICATE = "duplicate"  # exact copy of an article already stored
     BOILERPLATE = "boilerplate"  # a wall or error page, not an article: never part of a story
+
+
+# Extracted originals that no story holds yet: the clustering backlog, taken in publication order.
+AWAITING_STORY = text(
+    "story_id IS NULL AND duplicate_of_id IS NULL AND extraction_status IN ('extracted', 'summary')"
+)
 
 
 class Source(SQLModel, table=True):
@@ -131,6 +137,13 @@ class Article(SQLModel, table=True):
         Index("ix_articles_story_published", "story_id", "published_at"),
         Index("ix_articles_source_published", "source_id", "published_at"),
         Index("ix_articles_extraction_status", "extraction_status"),
+        Index(
+            "ix_articles_awaiting_story",
+            "published_at",
+            "id",
+            sqlite_where=AWAITING_STORY,
+            postgresql_where=AWAITING_STORY,
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from aggregator import health, purge, retention, store
@@ -494,12 +495,66 @@ def _mark_if_duplicate(article: Article, *, session: Session) -> None:
 # ---------------------------------------------------------------- clustering
 
 
+@dataclass(frozen=True)
+class ClusterStep:
+    done: bool  # the article has had its turn; otherwise an older one took this step
+    story_id: int | None = None
+
+
+def cluster_next(
+    article_id: int, *, session: Session, settings: Settings, now: datetime
+) -> ClusterStep:
+    """One step of the clustering consumer on behalf of one article. The backlog goes in
+    publication order whichever task reaches it first, as the clusterer expects its stream: while
+    an article published earlier awaits its story, that one is clustered in this step (the caller
+    commits and steps again); then the article itself."""
+    store.lock_clustering(session=session)
+    article = session.get(Article, article_id)
+    if article is None or article.extraction_status not in store.CLUSTERED_STATUSES:
+        return ClusterStep(done=True)  # gone, or settled without a story (wall page, failure)
+    if article.story_id is not None:
+        return ClusterStep(done=True, story_id=article.story_id)
+    earlier = store.oldest_awaiting_story(session=session, up_to=article)
+    if earlier is not None and earlier != article_id:
+        _cluster_or_record(earlier, session=session, settings=settings, now=now)
+        return ClusterStep(done=False)
+    return ClusterStep(
+        done=True,
+        story_id=_cluster_or_record(article_id, session=session, settings=settings, now=now),
+    )
+
+
+def _cluster_or_record(
+    article_id: int, *, session: Session, settings: Settings, now: datetime
+) -> int | None:
+    """Cluster one article; one that makes the clusterer fail is recorded as failed, so that it
+    neither blocks the backlog behind it nor comes back. Lost connections still raise."""
+    try:
+        with session.begin_nested():
+            return _cluster_locked(article_id, session=session, settings=settings, now=now)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:  # whatever the cause, the article is recorded
+        log.exception("clustering of article %s failed", article_id)
+        article = session.get(Article, article_id)
+        if article is not None:
+            article.extraction_status = ExtractionStatus.FAILED.value
+            article.fetch_error = f"clustering failed: {type(error).__name__}: {error}"[:500]
+        return None
+
+
 def cluster_article(
     article_id: int, *, session: Session, settings: Settings, now: datetime
 ) -> int | None:
     """Assign one extracted article to a story: a copy joins its original's story, a wall or
     error page joins none, anything else goes through the story clusterer. Returns the story id."""
     store.lock_clustering(session=session)
+    return _cluster_locked(article_id, session=session, settings=settings, now=now)
+
+
+def _cluster_locked(
+    article_id: int, *, session: Session, settings: Settings, now: datetime
+) -> int | None:
     article = session.get(Article, article_id)
     if article is None or article.story_id is not None:
         return article.story_id if article else None

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from aggregator.models import (
+    AWAITING_STORY,
     Article,
     ArticleBand,
     ClusterTerm,
@@ -165,6 +166,25 @@ def original_with_hash(*, session: Session, content_hash: str, exclude_id: int) 
         .where(Article.content_hash == content_hash, Article.id != exclude_id)
         .where(col(Article.duplicate_of_id).is_(None))
         .order_by(col(Article.id))
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
+def oldest_awaiting_story(*, session: Session, up_to: Article) -> int | None:
+    """The earliest published extracted original without a story, if published no later than
+    `up_to` (ties by id): the clustering consumer's next (index ix_articles_awaiting_story)."""
+    published, article_id = col(Article.published_at), col(Article.id)
+    query = (
+        select(Article.id)
+        .where(AWAITING_STORY)
+        .where(
+            or_(
+                published < up_to.published_at,
+                (published == up_to.published_at) & (article_id <= up_to.id),
+            )
+        )
+        .order_by(published, article_id)
         .limit(1)
     )
     return session.exec(query).first()

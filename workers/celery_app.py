@@ -24,6 +24,9 @@ class Runtime:
     settings: Settings
     engine: Engine
     fetcher: Fetcher
+    # Set by the in-process crawl: articles to cluster once the crawl's fetches are done, so
+    # that its backlog reaches the clusterer in publication order rather than feed by feed.
+    held_for_clustering: list[int] | None = None
 
     def close(self) -> None:
         self.fetcher.close()

@@ -49,14 +49,29 @@ def crawl_due_sources(progress: Progress | None = None) -> CrawlReport:
     polled: set[int] = set()
     new_articles = 0
     with eager_tasks():
-        while batch := _claim_due_sources(skip=polled):
-            for source_id, lease in batch:
-                polled.add(source_id)
-                new = int(tasks.poll_feed.delay(source_id, lease.isoformat()).get())
-                new_articles += new
-                if progress is not None:
-                    progress(_source(source_id), new)
+        with clustering_held() as fetched:
+            while batch := _claim_due_sources(skip=polled):
+                for source_id, lease in batch:
+                    polled.add(source_id)
+                    new = int(tasks.poll_feed.delay(source_id, lease.isoformat()).get())
+                    new_articles += new
+                    if progress is not None:
+                        progress(_source(source_id), new)
+        for article_id in fetched:  # each first clusters those published before it: in order
+            tasks.cluster_article.delay(article_id).get()
     return CrawlReport(len(polled), new_articles)
+
+
+@contextmanager
+def clustering_held() -> Iterator[list[int]]:
+    """Within the block, fetched articles are collected instead of clustered."""
+    rt = runtime()
+    held: list[int] = []
+    rt.held_for_clustering = held
+    try:
+        yield held
+    finally:
+        rt.held_for_clustering = None
 
 
 def _claim_due_sources(skip: set[int]) -> list[tuple[int, datetime]]:

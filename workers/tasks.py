@@ -73,17 +73,30 @@ def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
         countdown = exc.countdown or 30 * 2**self.request.retries
         raise self.retry(exc=exc, countdown=countdown) from exc
     if to_cluster:
-        cluster_article.delay(article_id)
+        _cluster_soon(article_id)
     return to_cluster
+
+
+def _cluster_soon(article_id: int) -> None:
+    held = runtime().held_for_clustering
+    if held is not None:
+        held.append(article_id)  # the in-process crawl clusters after its fetches
+    else:
+        cluster_article.delay(article_id)
 
 
 @app.task(name="workers.tasks.cluster_article", **TRANSIENT_RETRY, max_retries=12)
 def cluster_article(article_id: int) -> int | None:
+    """Articles published before this one and still awaiting their story go first, each in a
+    transaction of its own (see pipeline.cluster_next); every step removes one from the backlog."""
     rt = runtime()
-    with session_scope(rt.engine) as session:
-        return pipeline.cluster_article(
-            article_id, session=session, settings=rt.settings, now=_now()
-        )
+    while True:
+        with session_scope(rt.engine) as session:
+            step = pipeline.cluster_next(
+                article_id, session=session, settings=rt.settings, now=_now()
+            )
+        if step.done:
+            return step.story_id
 
 
 @app.task(name="workers.tasks.repair_stories", soft_time_limit=600, time_limit=660)

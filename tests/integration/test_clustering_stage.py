@@ -249,3 +249,57 @@ def test_eval_clusters_names_the_line_that_lacks_a_label(tmp_path: Path) -> None
     )
     result = CliRunner().invoke(main, ["eval-clusters", str(unlabelled)])
     assert result.exit_code == 1 and "line 2 lacks story" in result.output
+
+
+def _cluster_in_turn(engine: Engine, settings: Settings, article_id: int) -> int:
+    """Step the clustering consumer for one article as its task does; returns the steps taken."""
+    for steps in range(1, 100):
+        with session_scope(engine) as session:
+            step = pipeline.cluster_next(article_id, session=session, settings=settings, now=NOW)
+        if step.done:
+            return steps
+    raise AssertionError("the clustering consumer never reached its article")
+
+
+def _story_order(engine: Engine, *article_ids: int) -> list[int]:
+    stories = [_article(engine, article_id).story_id for article_id in article_ids]
+    assert None not in stories
+    return [story or 0 for story in stories]
+
+
+def test_the_backlog_is_clustered_in_publication_order(
+    engine: Engine, settings: Settings
+) -> None:
+    # Fetched newest first, as one feed lists them; a later-published unrelated article waits.
+    comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
+    strike = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE, 1)
+    later = _add(engine, "ledger", "Girl among wounded in Kryvyi Rih", STRIKE_OTHER, 9)
+    assert _cluster_in_turn(engine, settings, comet) == 2  # the strike first, then the comet
+    strike_story, comet_story = _story_order(engine, strike, comet)
+    assert strike_story < comet_story  # created in publication order
+    assert _article(engine, later).story_id is None  # published after: not its turn yet
+    assert _cluster_in_turn(engine, settings, strike) == 1  # done already: nothing to do
+    assert _cluster_in_turn(engine, settings, later) == 1
+    assert _article(engine, later).story_id == strike_story
+
+
+def test_an_article_the_clusterer_fails_on_is_recorded_and_the_backlog_goes_on(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE, 1)
+    comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
+    cluster_locked = pipeline._cluster_locked
+
+    def failing_on_broken(article_id: int, **kwargs: object) -> int | None:
+        if article_id == broken:
+            raise ValueError("no vectors for this text")
+        return cluster_locked(article_id, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_cluster_locked", failing_on_broken)
+    assert _cluster_in_turn(engine, settings, comet) == 2
+    failed = _article(engine, broken)
+    assert failed.extraction_status == ExtractionStatus.FAILED.value
+    assert failed.story_id is None
+    assert failed.fetch_error == "clustering failed: ValueError: no vectors for this text"
+    assert _article(engine, comet).story_id is not None
+    assert _cluster_in_turn(engine, settings, broken) == 1  # settled: not clustered again

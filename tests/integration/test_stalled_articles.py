@@ -40,6 +40,7 @@ def test_lost_fetch_and_cluster_tasks_are_sent_again(
         lost_cluster.fetched_at = long_ago
         recent = add_extracted_article(session, "post", "Fresh news", "Just in. " * 40)
         recent.fetched_at = datetime.now(UTC)  # its cluster task may simply be queued still
+        recent.published_at = recent.fetched_at  # after the others: not in their backlog
     use_runtime(build_runtime(settings))
     try:
         with eager_tasks():
