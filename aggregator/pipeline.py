@@ -499,28 +499,50 @@ def _mark_if_duplicate(article: Article, *, session: Session) -> None:
 class ClusterStep:
     done: bool  # the article has had its turn; otherwise an older one took this step
     story_id: int | None = None
+    waiting: bool = False  # nothing done: an article published earlier is still being fetched
 
 
 def cluster_next(
-    article_id: int, *, session: Session, settings: Settings, now: datetime
+    article_id: int,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    wait_for_fetches: bool = True,
 ) -> ClusterStep:
     """One step of the clustering consumer on behalf of one article. The backlog goes in
     publication order whichever task reaches it first, as the clusterer expects its stream: while
     an article published earlier awaits its story, that one is clustered in this step (the caller
-    commits and steps again); then the article itself."""
+    commits and steps again); then the article itself. While an article published before the
+    next one is still being fetched (found by a poll less than cluster_max_wait_seconds ago, as
+    in a new feed's backfill), the step waits for it instead."""
     store.lock_clustering(session=session)
     article = session.get(Article, article_id)
     if article is None or article.extraction_status not in store.CLUSTERED_STATUSES:
         return ClusterStep(done=True)  # gone, or settled without a story (wall page, failure)
     if article.story_id is not None:
         return ClusterStep(done=True, story_id=article.story_id)
-    earlier = store.oldest_awaiting_story(session=session, up_to=article)
-    if earlier is not None and earlier != article_id:
-        _cluster_or_record(earlier, session=session, settings=settings, now=now)
+    next_id = store.oldest_awaiting_story(session=session, up_to=article) or article_id
+    if wait_for_fetches and _earlier_fetch_pending(
+        next_id, session=session, settings=settings, now=now
+    ):
+        return ClusterStep(done=False, waiting=True)
+    story_id = _cluster_or_record(next_id, session=session, settings=settings, now=now)
+    if next_id != article_id:
         return ClusterStep(done=False)
-    return ClusterStep(
-        done=True,
-        story_id=_cluster_or_record(article_id, session=session, settings=settings, now=now),
+    return ClusterStep(done=True, story_id=story_id)
+
+
+def _earlier_fetch_pending(
+    article_id: int, *, session: Session, settings: Settings, now: datetime
+) -> bool:
+    article = session.get(Article, article_id)
+    if article is None or article.published_at is None:
+        return False
+    return store.fetch_pending_before(
+        session=session,
+        published=article.published_at,
+        discovered_since=now - timedelta(seconds=settings.cluster_max_wait_seconds),
     )
 
 

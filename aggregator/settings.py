@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     )
 
     cluster_window_days: float = Field(365.0, gt=0)
+    cluster_settle_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="An article is clustered this long after its fetch, so that the articles"
+        " fetched around the same time reach the clusterer in publication order.",
+    )
+    cluster_max_wait_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="Clustering waits at most this long (from its discovery) for an article"
+        " published earlier that is still being fetched.",
+    )
     cluster_repair_window_hours: float = Field(
         72.0, gt=0, description="Story repair looks at stories active this recently."
     )

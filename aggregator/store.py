@@ -190,6 +190,20 @@ def oldest_awaiting_story(*, session: Session, up_to: Article) -> int | None:
     return session.exec(query).first()
 
 
+def fetch_pending_before(
+    *, session: Session, published: datetime, discovered_since: datetime
+) -> bool:
+    """Whether an article published (or, undated, discovered) before `published` and found by a
+    poll since `discovered_since` is still waiting for its fetch."""
+    when = func.coalesce(col(Article.published_at), col(Article.discovered_at))
+    query = select(Article.id).where(
+        Article.extraction_status == ExtractionStatus.PENDING.value,
+        col(Article.discovered_at) >= discovered_since,
+        when < published,
+    )
+    return session.exec(query.limit(1)).first() is not None
+
+
 def unclustered_duplicates(*, session: Session, original_id: int) -> Sequence[Article]:
     query = select(Article).where(
         Article.duplicate_of_id == original_id, col(Article.story_id).is_(None)

@@ -15,14 +15,15 @@ Checks per run (exit status 1 and a FAILED line naming the check otherwise): eve
 the farm stored exactly once, nothing pending or unclustered, queues drained and nothing
 unacked, no task failed for good, story counts consistent with their articles, misbehaving
 hosts in the health they deserve; and each multi-worker run's pairwise F1 against the file's
-gold stories within --tolerance of the (first) single-process run. Prints feed polls and
+gold stories no more than --tolerance below the (first) single-process run's. Prints feed polls and
 articles stored per minute, the delay from an entry's appearance in its feed (and from the poll
 that stored it) to its story, and where the workers' time went (task durations from their logs).
 
     .venv/bin/python bench/bench_farm.py [--feeds N] [--runs 0,1,2] [--replay 120] [--tick 10]
 
 Settings for the farm (bench_farm.tuning): politeness raised (every host is this machine),
-retention ten years (the file's dates span six months before today), polling interval = tick.
+retention ten years (the file's dates span six months before today), polling interval and
+clustering settle time = tick.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def f1_of(engine: Engine, farm: Farm) -> float:
 def tuning(tick: float) -> dict[str, object]:
     """Settings the farm needs: every host is this machine, so politeness is no limit; the
     file's dates span six months, so retention keeps everything; a replayed feed is polled
-    every tick (no jitter, no rate-based interval)."""
+    every tick (no jitter, no rate-based interval); clustering settles for one tick and waits for
+    earlier articles' fetches for at most ten, as for beat's ticks in production."""
     return {
         "host_requests_per_minute": 100_000,
         "host_max_concurrent": 8,
@@ -208,6 +210,8 @@ def tuning(tick: float) -> dict[str, object]:
         "poll_interval_min_seconds": int(tick),
         "poll_interval_max_seconds": int(tick),
         "poll_jitter": 0.0,
+        "cluster_settle_seconds": tick,
+        "cluster_max_wait_seconds": 10 * tick,
     }
 
 
@@ -505,14 +509,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def verdict(results: list[RunResult], runs: list[int], tolerance: float) -> int:
     """Every run's own checks, and each multi-worker run's F1 against the first single-process
-    run's; prints the 1-vs-2-worker speed ratio and the spread between single-process runs."""
+    run's: no more than `tolerance` below it (many workers must cluster as well as one; a streaming
+    clusterer's F1 moves both ways with the order articles reach it, and two single-process runs
+    differ too). Prints the differences, the 1-vs-2-worker speed ratio and the spread between
+    single-process runs."""
     failures = [f"{r.label}: {failure}" for r in results for failure in r.failures]
     singles = [r for r, n in zip(results, runs, strict=True) if n == 0]
     for r, n in zip(results, runs, strict=True):
-        if n and singles and abs(r.f1 - singles[0].f1) > tolerance:
+        if not (n and singles):
+            continue
+        print(f"{r.label}: pairwise F1 {r.f1 - singles[0].f1:+.4f} against the single process")
+        if r.f1 < singles[0].f1 - tolerance:
             failures.append(
-                f"{r.label}: pairwise F1 {r.f1:.4f} differs from the single-process "
-                f"{singles[0].f1:.4f} by more than {tolerance}"
+                f"{r.label}: pairwise F1 {r.f1:.4f} is more than {tolerance} below the "
+                f"single-process {singles[0].f1:.4f}"
             )
     if len(singles) > 1:
         spread = max(r.f1 for r in singles) - min(r.f1 for r in singles)

@@ -82,19 +82,31 @@ def _cluster_soon(article_id: int) -> None:
     if held is not None:
         held.append(article_id)  # the in-process crawl clusters after its fetches
     else:
-        cluster_article.delay(article_id)
+        cluster_article.apply_async(
+            (article_id,), countdown=runtime().settings.cluster_settle_seconds
+        )
 
 
-@app.task(name="workers.tasks.cluster_article", **TRANSIENT_RETRY, max_retries=12)
-def cluster_article(article_id: int) -> int | None:
+@app.task(name="workers.tasks.cluster_article", bind=True, **TRANSIENT_RETRY, max_retries=12)
+def cluster_article(self: Task[Any, Any], article_id: int) -> int | None:
     """Articles published before this one and still awaiting their story go first, each in a
-    transaction of its own (see pipeline.cluster_next); every step removes one from the backlog."""
+    transaction of its own (see pipeline.cluster_next); every step removes one from the backlog.
+    While an earlier article is still being fetched, the task comes back later (the in-process
+    crawl, eager, clusters after all its fetches and does not wait)."""
     rt = runtime()
     while True:
         with session_scope(rt.engine) as session:
             step = pipeline.cluster_next(
-                article_id, session=session, settings=rt.settings, now=_now()
+                article_id,
+                session=session,
+                settings=rt.settings,
+                now=_now(),
+                wait_for_fetches=not self.request.is_eager,
             )
+        if step.waiting:
+            countdown = max(rt.settings.cluster_settle_seconds, 1.0)
+            cluster_article.apply_async((article_id,), countdown=countdown)
+            return None
         if step.done:
             return step.story_id
 

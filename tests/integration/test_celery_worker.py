@@ -45,6 +45,8 @@ def _start_worker(tmp_path: Path, database_url: str, broker_url: str) -> subproc
         "AGGREGATOR_DATABASE_URL": database_url,
         "AGGREGATOR_BROKER_URL": broker_url,
         "AGGREGATOR_FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
+        "AGGREGATOR_CLUSTER_SETTLE_SECONDS": "1",
+        "AGGREGATOR_CLUSTER_MAX_WAIT_SECONDS": "30",
     }
     command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker"]
     command += ["-Q", "polling,fetching,clustering", "-c", "2", "--loglevel", "INFO"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -267,9 +268,7 @@ def _story_order(engine: Engine, *article_ids: int) -> list[int]:
     return [story or 0 for story in stories]
 
 
-def test_the_backlog_is_clustered_in_publication_order(
-    engine: Engine, settings: Settings
-) -> None:
+def test_the_backlog_is_clustered_in_publication_order(engine: Engine, settings: Settings) -> None:
     # Fetched newest first, as one feed lists them; a later-published unrelated article waits.
     comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
     strike = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE, 1)
@@ -303,3 +302,38 @@ def test_an_article_the_clusterer_fails_on_is_recorded_and_the_backlog_goes_on(
     assert failed.fetch_error == "clustering failed: ValueError: no vectors for this text"
     assert _article(engine, comet).story_id is not None
     assert _cluster_in_turn(engine, settings, broken) == 1  # settled: not clustered again
+
+
+def test_clustering_waits_for_an_earlier_article_still_being_fetched(
+    engine: Engine, settings: Settings
+) -> None:
+    comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
+    with session_scope(engine) as session:
+        earlier = add_extracted_article(session, "wire", "Strike in Kryvyi Rih", STRIKE, hours=1)
+        earlier.extraction_status = ExtractionStatus.PENDING.value  # its fetch is under way
+        earlier.discovered_at = NOW + timedelta(hours=5)  # found by the same poll as the comet
+        earlier_id = earlier.id or 0
+    later = NOW + timedelta(hours=5, seconds=settings.cluster_max_wait_seconds - 1)
+
+    def step(now: datetime, *, wait: bool = True) -> pipeline.ClusterStep:
+        with session_scope(engine) as session:
+            return pipeline.cluster_next(
+                comet, session=session, settings=settings, now=now, wait_for_fetches=wait
+            )
+
+    assert step(later) == pipeline.ClusterStep(done=False, waiting=True)
+    assert _article(engine, comet).story_id is None
+    assert step(later, wait=False).done  # the in-process crawl, after all its fetches
+    assert _article(engine, comet).story_id is not None
+    assert _article(engine, earlier_id).story_id is None
+
+
+def test_clustering_waits_no_longer_than_its_limit(engine: Engine, settings: Settings) -> None:
+    comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
+    with session_scope(engine) as session:
+        stuck = add_extracted_article(session, "wire", "Strike in Kryvyi Rih", STRIKE, hours=1)
+        stuck.extraction_status = ExtractionStatus.PENDING.value  # a fetch that keeps failing
+    too_late = NOW + timedelta(hours=1, seconds=settings.cluster_max_wait_seconds + 1)
+    with session_scope(engine) as session:
+        step = pipeline.cluster_next(comet, session=session, settings=settings, now=too_late)
+    assert step.done and step.story_id is not None

@@ -167,6 +167,8 @@ class LiveCluster:
                 # again after 5 s, not a minute, so a test's crawl ends within its time.
                 "AGGREGATOR_HOST_MAX_CONCURRENT": "8",
                 "AGGREGATOR_POLL_DEFER_SECONDS": "5",
+                "AGGREGATOR_CLUSTER_SETTLE_SECONDS": "1",
+                "AGGREGATOR_CLUSTER_MAX_WAIT_SECONDS": "30",
             }
         )
 
