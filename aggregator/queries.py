@@ -25,6 +25,7 @@ from sqlalchemy import (
     ARRAY,
     BindParameter,
     ColumnElement,
+    DateTime,
     Executable,
     Integer,
     and_,
@@ -165,46 +166,39 @@ COMMON_SHARE = 0.2
 FIRST_RANGE = 8 * SEARCH_WINDOW
 RANGE_MARGIN = 1.3
 RANGE_GROWTH = 8
+RANK = "ts_rank(search_vector, plainto_tsquery('simple', :words))"
 SAMPLE = (
     "SELECT id, story_id, search_vector @@ plainto_tsquery('simple', :words) FROM articles "
     "ORDER BY id DESC LIMIT :sample"
 )
+# The newest matches, ranked (or not: NULL) in the same statement, once the window is cut.
 NEWEST_MATCHES = (
-    "SELECT id, story_id FROM articles WHERE search_vector @@ plainto_tsquery('simple', :words) "
-    "AND id > :floor ORDER BY id DESC LIMIT :window"
+    "SELECT id, story_id, {rank} FROM (SELECT id, story_id, search_vector FROM articles "
+    "WHERE search_vector @@ plainto_tsquery('simple', :words) AND id > :floor "
+    "ORDER BY id DESC LIMIT :window) AS newest"
 )
-RANKS = (
-    "SELECT id, ts_rank(search_vector, plainto_tsquery('simple', :words)) FROM articles "
-    "WHERE id = ANY(:ids)"
-)
+RANKED_MATCHES = NEWEST_MATCHES.format(rank=RANK)
+UNRANKED_MATCHES = NEWEST_MATCHES.format(rank="NULL")
 PLANNER_SWITCHES = "SELECT set_config(:first, :value, true), set_config(:second, :value, true)"
 
 
 def _postgres_matches(connection: Connection, words: str, *, ranked: bool) -> list[Match]:
     """The newest matches, with their ranks when `ranked`."""
-    matches = _newest_postgres_matches(connection, words)
-    if not ranked:
-        return matches
-    params = {"words": words, "ids": [m.id for m in matches]}
-    ranks = {int(aid): float(rank) for aid, rank in connection.execute(text(RANKS), params).all()}
-    return [m._replace(rel=ranks[m.id]) for m in matches]
-
-
-def _newest_postgres_matches(connection: Connection, words: str) -> list[Match]:
     params = {"words": words, "sample": SEARCH_SAMPLE, "window": SEARCH_WINDOW}
     newest = connection.execute(text(SAMPLE), params).all()
-    sample = [Match(aid, story_id) for aid, story_id, hit in newest if hit]
-    if len(sample) >= SEARCH_WINDOW:
-        return sample[:SEARCH_WINDOW]
-    share = len(sample) / max(len(newest), 1)
+    hits = [Match(aid, story_id) for aid, story_id, hit in newest if hit]
+    if len(hits) >= SEARCH_WINDOW and not ranked:
+        return hits[:SEARCH_WINDOW]
+    statement = text(RANKED_MATCHES if ranked else UNRANKED_MATCHES)
+    share = len(hits) / max(len(newest), 1)
     if share >= COMMON_SHARE:
         with _planner_without(connection, ("seqscan", "bitmapscan")):
-            return _match_rows(connection, {**params, "floor": 0})
+            return _match_rows(connection, statement, {**params, "floor": 0})
     top = newest[0][0] if newest else 0
     span = min(FIRST_RANGE, _range_for(share)) if share else FIRST_RANGE
     with _planner_without(connection, ("seqscan", "indexscan")):
         while True:
-            found = _match_rows(connection, {**params, "floor": top - span})
+            found = _match_rows(connection, statement, {**params, "floor": top - span})
             if len(found) == SEARCH_WINDOW or span >= top:
                 return found
             span = max(2 * span, _range_for(len(found) / span)) if found else RANGE_GROWTH * span
@@ -215,10 +209,11 @@ def _range_for(share: float) -> int:
     return int(SEARCH_WINDOW * RANGE_MARGIN / share)
 
 
-def _match_rows(connection: Connection, params: dict[str, Any]) -> list[Match]:
+def _match_rows(
+    connection: Connection, statement: Executable, params: dict[str, Any]
+) -> list[Match]:
     """The newest matches above params["floor"]."""
-    rows = connection.execute(text(NEWEST_MATCHES), params).all()
-    return [Match(aid, story_id) for aid, story_id in rows]
+    return [Match(*row) for row in connection.execute(statement, params).all()]
 
 
 @contextmanager
@@ -500,17 +495,20 @@ def _stories_by_hot(
     return [sid for sid, _ in ranked[:limit]], next_cursor, dict(ranked[:limit])
 
 
-def _hot_window_start(session: Session, as_of: datetime) -> datetime:
+def _hot_window_start(session: Session, as_of: datetime) -> Any:
     """HOT_WINDOW before `as_of`, or before the newest story when the store has gone quiet
-    (an idle store still lists its latest stories, by the same formula)."""
-    newest = session.exec(
-        select(func.max(col(Story.last_seen))).where(col(Story.merged_into_id).is_(None))
-    ).one()
-    if isinstance(newest, str):  # SQLite hands back aggregates of timestamps as text
-        newest = datetime.fromisoformat(newest)
-    if newest is not None and newest.tzinfo is None:
-        newest = newest.replace(tzinfo=UTC)
-    return min(as_of, newest or as_of) - ranking.HOT_WINDOW
+    (an idle store still lists its latest stories, by the same formula). On PostgreSQL, an
+    expression that the listing's statement computes (a round trip less)."""
+    newest = sa_select(func.max(col(Story.last_seen))).where(col(Story.merged_into_id).is_(None))
+    if not _is_sqlite(session):
+        as_of_value = literal(as_of, DateTime(timezone=True))
+        return func.least(as_of_value, newest.scalar_subquery()) - ranking.HOT_WINDOW
+    last = session.execute(newest).scalar_one()
+    if isinstance(last, str):  # SQLite hands back aggregates of timestamps as text
+        last = datetime.fromisoformat(last)
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    return min(as_of, last or as_of) - ranking.HOT_WINDOW
 
 
 def _cursor_time(value: float | int) -> datetime:
@@ -588,26 +586,8 @@ def _stories_by_relevance(
 STORIES = SQLModel.metadata.tables["stories"]
 ARTICLES = SQLModel.metadata.tables["articles"]
 SOURCES = SQLModel.metadata.tables["sources"]
-IDS: BindParameter[int] = bindparam("ids", expanding=True)
 VISIBLE = ARTICLES.c.extraction_status.not_in(HIDDEN_STATUSES)
 IN_TIME_ORDER = (ARTICLES.c.published_at, ARTICLES.c.id)
-STORY_ROWS = sa_select(
-    *(STORIES.c[name] for name in StoryRow.__dataclass_fields__),
-).where(STORIES.c.id.in_(IDS))
-STUBS_OF_STORIES = (
-    sa_select(
-        ARTICLES.c.id,
-        ARTICLES.c.story_id,
-        ARTICLES.c.source_id,
-        SOURCES.c.title,
-        SOURCES.c.url,
-        ARTICLES.c.title,
-        ARTICLES.c.duplicate_of_id,
-    )
-    .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
-    .where(ARTICLES.c.story_id.in_(IDS), VISIBLE)
-    .order_by(*IN_TIME_ORDER)
-)
 BRIEFS = (
     sa_select(
         ARTICLES.c.id,
@@ -626,8 +606,54 @@ BRIEFS = (
     .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
     .where(VISIBLE)
 )
-BRIEFS_BY_ID = BRIEFS.where(ARTICLES.c.id.in_(IDS)).order_by(*IN_TIME_ORDER)
-BRIEFS_OF_STORIES = BRIEFS.where(ARTICLES.c.story_id.in_(IDS)).order_by(*IN_TIME_ORDER)
+
+
+class ById(NamedTuple):
+    """The statements that read rows by a list of ids, bound as `ids`."""
+
+    story_rows: Executable
+    stubs_of_stories: Executable
+    briefs_by_id: Executable
+    briefs_of_stories: Executable
+
+
+def _by_id(among: Callable[[Any], ColumnElement[bool]]) -> ById:
+    """The statements, with `among(column)` true for the listed ids."""
+    return ById(
+        story_rows=sa_select(*(STORIES.c[name] for name in StoryRow.__dataclass_fields__)).where(
+            among(STORIES.c.id)
+        ),
+        stubs_of_stories=(
+            sa_select(
+                ARTICLES.c.id,
+                ARTICLES.c.story_id,
+                ARTICLES.c.source_id,
+                SOURCES.c.title,
+                SOURCES.c.url,
+                ARTICLES.c.title,
+                ARTICLES.c.duplicate_of_id,
+            )
+            .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
+            .where(among(ARTICLES.c.story_id), VISIBLE)
+            .order_by(*IN_TIME_ORDER)
+        ),
+        briefs_by_id=BRIEFS.where(among(ARTICLES.c.id)).order_by(*IN_TIME_ORDER),
+        briefs_of_stories=BRIEFS.where(among(ARTICLES.c.story_id)).order_by(*IN_TIME_ORDER),
+    )
+
+
+# SQLite: an IN list. PostgreSQL: one array parameter (= ANY), so a statement's text is the same
+# however many ids it reads, and it is parsed, planned and rendered once (psycopg prepares it).
+EXPANDING_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+ARRAY_IDS: BindParameter[Any] = bindparam("ids", type_=ARRAY(Integer))
+BY_ID = {
+    "sqlite": _by_id(lambda column: column.in_(EXPANDING_IDS)),
+    "postgresql": _by_id(lambda column: column == any_(ARRAY_IDS)),
+}
+
+
+def _by_id_of(session: Session) -> ById:
+    return BY_ID[session.get_bind().dialect.name]
 
 
 def _rows(session: Session, statement: Executable, **params: Any) -> Sequence[Any]:
@@ -636,7 +662,10 @@ def _rows(session: Session, statement: Executable, **params: Any) -> Sequence[An
 
 
 def _story_rows(session: Session, story_ids: Sequence[int]) -> dict[int, StoryRow]:
-    return {row.id: StoryRow(*row) for row in _rows(session, STORY_ROWS, ids=list(story_ids))}
+    return {
+        row.id: StoryRow(*row)
+        for row in _rows(session, _by_id_of(session).story_rows, ids=list(story_ids))
+    }
 
 
 def story_cards(*, session: Session, story_ids: Sequence[int]) -> list[StoryView]:
@@ -650,7 +679,9 @@ def story_cards(*, session: Session, story_ids: Sequence[int]) -> list[StoryView
         stubs.get(stub.story_id, []).append(stub)  # a story gone meanwhile is left out
     chosen = {sid: representative_of(stories[sid].headline, stubs[sid]) for sid in stories}
     wanted = [stub.id for stub in chosen.values() if stub]
-    briefs = {b.id: b for b in map(_brief, _rows(session, BRIEFS_BY_ID, ids=wanted))}
+    briefs = {
+        b.id: b for b in map(_brief, _rows(session, _by_id_of(session).briefs_by_id, ids=wanted))
+    }
     return [
         _card(stories[sid], stubs[sid], chosen[sid], briefs) for sid in story_ids if sid in stories
     ]
@@ -670,7 +701,7 @@ def _article_stubs(session: Session, story_ids: Sequence[int]) -> list[ArticleSt
     return [
         ArticleStub(aid, story_id, source_id, outlet or feed, title, dup)
         for aid, story_id, source_id, outlet, feed, title, dup in _rows(
-            session, STUBS_OF_STORIES, ids=list(story_ids)
+            session, _by_id_of(session).stubs_of_stories, ids=list(story_ids)
         )
     ]
 
@@ -681,7 +712,7 @@ def stories_with_articles(*, session: Session, story_ids: Sequence[int]) -> list
         return []
     stories = _story_rows(session, story_ids)
     articles: dict[int, list[ArticleBrief]] = {sid: [] for sid in stories}
-    for row in _rows(session, BRIEFS_OF_STORIES, ids=list(story_ids)):
+    for row in _rows(session, _by_id_of(session).briefs_of_stories, ids=list(story_ids)):
         brief = _brief(row)
         articles.get(brief.story_id or 0, []).append(brief)
     return [_story_view(stories[sid], articles[sid]) for sid in story_ids if sid in stories]

@@ -182,20 +182,36 @@ def _story_values(sid: int, info: dict[str, object], outlets: set[int]) -> dict[
 
 
 @contextmanager
-def store(backend: str, folder: Path) -> Iterator[str]:
+def store(backend: str, folder: Path, keep: str | None) -> Iterator[str]:
+    """A database URL: a temporary store, or the store named `keep`, made if missing and kept
+    (a SQLite file of that name in the current directory; a PostgreSQL database)."""
     if backend == "sqlite":
-        yield f"sqlite:///{folder / 'bench.db'}"
+        yield f"sqlite:///{Path(keep).resolve() if keep else folder / 'bench.db'}"
         return
-    name = f"aggregator_bench_{uuid.uuid4().hex[:8]}"
+    name = keep or f"aggregator_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def is_filled(engine: Engine, articles: int, stories: int) -> bool:
+    """True when a kept store holds the articles and stories asked for already."""
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM stories)")
+        ).one()
+    return tuple(counts) == (articles, stories)
 
 
 @contextmanager
@@ -362,14 +378,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="reuse the store NAME (a PostgreSQL database or a SQLite file), built if missing "
+        "and kept: later runs skip the build",
+    )
     args = parser.parse_args()
     rows = load_rows(args.data)
-    with tempfile.TemporaryDirectory() as tmp, store(args.backend, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, store(args.backend, Path(tmp), args.keep) as url:
         engine = make_engine(url)
         upgrade_database(engine)
         started = time.perf_counter()
-        print(f"{args.backend}: loading {args.articles:,} articles in {args.stories:,} stories")
-        fill(engine, rows, args.articles, args.stories)
+        if is_filled(engine, args.articles, args.stories):
+            print(f"{args.backend}: reusing {args.articles:,} articles in {args.stories:,} stories")
+        else:
+            print(f"{args.backend}: loading {args.articles:,} articles in {args.stories:,} stories")
+            fill(engine, rows, args.articles, args.stories)
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(text("VACUUM ANALYZE"))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from aggregator import queries
 from aggregator.api.deps import MAX_ID, HasKeyDep, SessionDep, etag_response, utc_param
 from aggregator.api.schemas import ArticleDetailOut, ArticlePage, Problem
-from aggregator.api.shape import article_detail_out, article_out
+from aggregator.api.shape import article_detail_out, article_page_out
 from aggregator.api.stories import CursorQuery, LimitQuery
 from aggregator.models import ExtractionStatus
 
@@ -43,8 +43,8 @@ def list_articles(
         page = queries.list_articles(session=session, filters=filters, limit=limit, cursor=cursor)
     except queries.CursorError as exc:
         raise HTTPException(422, f"cursor: {exc}") from exc
-    body = ArticlePage(items=[article_out(a) for a in page.items], next_cursor=page.next_cursor)
-    return etag_response(request, body.model_dump_json().encode(), media_type="application/json")
+    body = article_page_out(page.items, page.next_cursor).model_dump_json().encode()
+    return etag_response(request, body, media_type="application/json")
 
 
 @router.get(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aggregator.api.schemas import (
     ArticleDetailOut,
     ArticleInStoryOut,
     ArticleOut,
-    OutletOut,
+    ArticlePage,
     SourceOut,
     StoryDetailOut,
     StoryOut,
+    StoryPage,
 )
 from aggregator.models import Article, Source
 from aggregator.queries import ArticleBrief, SourceView, StoryView, excerpt
@@ -21,24 +24,43 @@ def article_out(brief: ArticleBrief) -> ArticleOut:
     return ArticleOut(**vars(brief))
 
 
+def article_page_out(briefs: list[ArticleBrief], next_cursor: str | None) -> ArticlePage:
+    """A page of articles, validated in one pass (cheaper than a model built per article)."""
+    return ArticlePage.model_validate(
+        {"items": [vars(brief) for brief in briefs], "next_cursor": next_cursor}
+    )
+
+
+def story_page_out(views: list[StoryView], next_cursor: str | None) -> StoryPage:
+    """A page of stories, validated in one pass (cheaper than a model built per story, outlet
+    and article)."""
+    return StoryPage.model_validate(
+        {"items": [_story_fields(view) for view in views], "next_cursor": next_cursor}
+    )
+
+
 def story_out(view: StoryView) -> StoryOut:
+    return StoryOut.model_validate(_story_fields(view))
+
+
+def _story_fields(view: StoryView) -> dict[str, Any]:
     story = view.story
     representative = view.representative
-    return StoryOut(
-        id=story.id or 0,
-        url=f"/stories/{story.id}",
-        headline=story.headline,
-        summary=representative.excerpt if representative else "",
-        article_count=story.article_count,
-        source_count=story.source_count,
-        outlets=[OutletOut(id=sid, name=name) for sid, name in view.outlets],
-        first_seen=story.first_seen,
-        last_seen=story.last_seen,
-        language=story.language,
-        keywords=list(story.keywords)[:KEYWORDS_SHOWN],
-        hot=view.hot,
-        representative=article_out(representative) if representative else None,
-    )
+    return {
+        "id": story.id or 0,
+        "url": f"/stories/{story.id}",
+        "headline": story.headline,
+        "summary": representative.excerpt if representative else "",
+        "article_count": story.article_count,
+        "source_count": story.source_count,
+        "outlets": [{"id": sid, "name": name} for sid, name in view.outlets],
+        "first_seen": story.first_seen,
+        "last_seen": story.last_seen,
+        "language": story.language,
+        "keywords": list(story.keywords)[:KEYWORDS_SHOWN],
+        "hot": view.hot,
+        "representative": vars(representative) if representative else None,
+    }
 
 
 def story_detail_out(view: StoryView) -> StoryDetailOut:

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from aggregator import queries, store
 from aggregator.api.deps import MAX_ID, SessionDep, etag_response, utc_param
 from aggregator.api.schemas import Problem, StoryDetailOut, StoryPage
-from aggregator.api.shape import story_detail_out, story_out
+from aggregator.api.shape import story_detail_out, story_page_out
 
 router = APIRouter(tags=["stories"])
 Sort = Literal["hot", "recent", "size", "relevance"]
@@ -95,8 +95,8 @@ def list_stories(
 ) -> Response:
     """Stories (merged ones never), filtered, sorted, one page at a time."""
     page = story_page(session, filters, sort, limit, cursor)
-    body = StoryPage(items=[story_out(v) for v in page.items], next_cursor=page.next_cursor)
-    return etag_response(request, body.model_dump_json().encode(), media_type="application/json")
+    body = story_page_out(page.items, page.next_cursor).model_dump_json().encode()
+    return etag_response(request, body, media_type="application/json")
 
 
 @router.get(

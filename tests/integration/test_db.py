@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
@@ -111,3 +111,19 @@ def test_migrations_match_the_models(engine: Engine) -> None:
         context = MigrationContext.configure(connection, opts={"include_object": is_search_object})
         differences = compare_metadata(context, SQLModel.metadata)
     assert differences == []
+
+
+def test_search_vectors_are_kept_in_their_rows_on_postgresql(postgres_url: str) -> None:
+    """Migration 0009: a search reads hundreds of vectors, and each one kept out of its row
+    costs a look-up in the TOAST table."""
+    engine = make_engine(postgres_url)
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        storage = connection.execute(
+            text(
+                "SELECT attstorage FROM pg_attribute "
+                "WHERE attrelid = 'articles'::regclass AND attname = 'search_vector'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert storage == "m"
