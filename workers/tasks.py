@@ -88,11 +88,13 @@ def _cluster_soon(article_id: int) -> None:
 
 
 @app.task(name="workers.tasks.cluster_article", bind=True, **TRANSIENT_RETRY, max_retries=12)
-def cluster_article(self: Task[Any, Any], article_id: int) -> int | None:
+def cluster_article(self: Task[Any, Any], article_id: int, waited: int = 0) -> int | None:
     """Articles published before this one and still awaiting their story go first, each in a
     transaction of its own (see pipeline.cluster_next); every step removes one from the backlog.
-    While an earlier article is still being fetched, the task comes back later (the in-process
-    crawl, eager, clusters after all its fetches and does not wait)."""
+    While an earlier article is still being fetched, the task comes back later, twice as late
+    each time (`waited` times so far): in a long backfill, the task of the last article fetched
+    takes the backlog, and the others need not look every minute. The in-process crawl (eager)
+    clusters after all its fetches and does not wait."""
     rt = runtime()
     while True:
         with session_scope(rt.engine) as session:
@@ -104,11 +106,18 @@ def cluster_article(self: Task[Any, Any], article_id: int) -> int | None:
                 wait_for_fetches=not self.request.is_eager,
             )
         if step.waiting:
-            countdown = max(rt.settings.cluster_settle_seconds, 1.0)
-            cluster_article.apply_async((article_id,), countdown=countdown)
+            cluster_article.apply_async(
+                (article_id, waited + 1), countdown=_wait_before_clustering(waited)
+            )
             return None
         if step.done:
             return step.story_id
+
+
+def _wait_before_clustering(waited: int) -> float:
+    settings = runtime().settings
+    first = max(settings.cluster_settle_seconds, 1.0)
+    return min(first * 2.0**waited, max(settings.cluster_max_wait_seconds, first))
 
 
 @app.task(name="workers.tasks.repair_stories", soft_time_limit=600, time_limit=660)
