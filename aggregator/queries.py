@@ -588,14 +588,18 @@ ARTICLES = SQLModel.metadata.tables["articles"]
 SOURCES = SQLModel.metadata.tables["sources"]
 VISIBLE = ARTICLES.c.extraction_status.not_in(HIDDEN_STATUSES)
 IN_TIME_ORDER = (ARTICLES.c.published_at, ARTICLES.c.id)
+# An article's ids, its outlet (the source's title and feed URL) and its title.
+ARTICLE_HEAD = (
+    ARTICLES.c.id,
+    ARTICLES.c.story_id,
+    ARTICLES.c.source_id,
+    SOURCES.c.title,
+    SOURCES.c.url,
+    ARTICLES.c.title,
+)
 BRIEFS = (
     sa_select(
-        ARTICLES.c.id,
-        ARTICLES.c.story_id,
-        ARTICLES.c.source_id,
-        SOURCES.c.title,
-        SOURCES.c.url,
-        ARTICLES.c.title,
+        *ARTICLE_HEAD,
         ARTICLES.c.url,
         ARTICLES.c.published_at,
         ARTICLES.c.summary,
@@ -624,15 +628,7 @@ def _by_id(among: Callable[[Any], ColumnElement[bool]]) -> ById:
             among(STORIES.c.id)
         ),
         stubs_of_stories=(
-            sa_select(
-                ARTICLES.c.id,
-                ARTICLES.c.story_id,
-                ARTICLES.c.source_id,
-                SOURCES.c.title,
-                SOURCES.c.url,
-                ARTICLES.c.title,
-                ARTICLES.c.duplicate_of_id,
-            )
+            sa_select(*ARTICLE_HEAD, ARTICLES.c.duplicate_of_id)
             .join(SOURCES, SOURCES.c.id == ARTICLES.c.source_id)
             .where(among(ARTICLES.c.story_id), VISIBLE)
             .order_by(*IN_TIME_ORDER)
