@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from limits import parse
 
 from aggregator.api import articles, feeds, ops, pages, sources, stories, subscriptions
-from aggregator.api.middleware import LatencyMiddleware, RateLimitMiddleware
+from aggregator.api.middleware import HeadAsGetMiddleware, LatencyMiddleware, RateLimitMiddleware
 from aggregator.api.schemas import Problem
 from aggregator.api.telemetry import make_registry
 from aggregator.db import make_engine, upgrade_database
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             item=parse(settings.api_rate_limit),
             storage_uri=settings.shared_counter_uri,
         )
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(LatencyMiddleware, histogram=app.state.latency)
     return app
 

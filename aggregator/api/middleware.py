@@ -1,4 +1,5 @@
-"""ASGI middleware of the app: request latency metrics, and a per-client rate limit."""
+"""ASGI middleware of the app: HEAD answered as GET, request latency metrics, and a per-client
+rate limit."""
 
 from __future__ import annotations
 
@@ -65,3 +66,27 @@ class RateLimitMiddleware:
             headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
         )
         await response(scope, receive, send)
+
+
+class HeadAsGetMiddleware:
+    """HEAD on any GET route (FastAPI routes answer only the methods they declare): the GET's
+    status and headers, Content-Length and ETag included, without its body. Link checkers and
+    feed readers ask HEAD before they GET."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        as_get = {**scope, "method": "GET"}  # a copy: the server still knows it is a HEAD
+        await self.app(as_get, receive, send_headers_only)
+        if "route" in as_get:  # the route that answered, for the latency metrics
+            scope["route"] = as_get["route"]

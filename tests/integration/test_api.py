@@ -272,6 +272,18 @@ def test_listings_answer_304_to_a_known_etag(client: TestClient, path: str) -> N
     assert client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/stories", "/stories.atom", "/", "/stories/999999"])
+def test_head_answers_like_get_without_a_body(client: TestClient, path: str) -> None:
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code and head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"] != "0"
+    assert head.headers["content-type"] == got.headers["content-type"]
+    if got.status_code == 200 and head.headers["etag"] != got.headers["etag"]:
+        got = client.get(path)  # hot scores moved on to the next minute in between
+    assert head.headers.get("etag") == got.headers.get("etag")
+
+
 def test_pages_for_people(client: TestClient) -> None:
     widest = max(all_stories(client), key=lambda s: s["article_count"])
     home = client.get("/")
