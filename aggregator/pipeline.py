@@ -724,6 +724,7 @@ def _split_story(
     vectors = _member_vectors(originals, state)
     leaving = repair.split_members(vectors)
     if not leaving:
+        _elect_headline(story, [(a, vectors[a.id or 0]) for a in originals], limits)
         return []
     by_id = {a.id or 0: a for a in originals}
     new_ids = []
@@ -734,6 +735,16 @@ def _split_story(
     core = [(a, vectors[a.id or 0]) for a in originals if a.id not in left]
     _rebuild_story(story, story.cluster_key, core, state, session=session, limits=limits)
     return [(story.id, new_id) for new_id in new_ids]
+
+
+def _original_members(
+    story: Story, state: SqlClusterState, *, session: Session
+) -> list[tuple[Article, DocVectors]]:
+    """The story's articles that are no copies, with their vectors."""
+    articles = store.articles_in_story(session=session, story_id=story.id or 0)
+    originals = [a for a in articles if a.duplicate_of_id is None]
+    vectors = _member_vectors(originals, state)
+    return [(a, vectors[a.id or 0]) for a in originals]
 
 
 def _member_vectors(articles: list[Article], state: SqlClusterState) -> dict[int, DocVectors]:
@@ -795,9 +806,34 @@ def _rebuild_story(
     """The story's profile, headline and figures, from its (remaining) member articles."""
     profile = repair.profile_of(key, story.language, [v for _, v in members], limits)
     state.save_story(profile)
-    fits = [(representativeness(vectors, profile), a.title) for a, vectors in members]
-    story.headline_score, story.headline = max(fits, key=lambda fit: fit[0])
+    story.headline_score, story.headline = _most_representative(members, profile)
     _refresh_story(story, profile, session=session)
+
+
+def _elect_headline(
+    story: Story, members: list[tuple[Article, DocVectors]], limits: ClusterLimits
+) -> None:
+    """The title of the article closest to the centre of all the story's articles. Streaming
+    keeps the first article's title (no later one fits the story better than the first fits its
+    one-article profile), so the repair pass elects again, whatever order the articles came in."""
+    if len(members) < 2:
+        return
+    centre = repair.profile_of("", story.language, [v for _, v in members], limits)
+    score, headline = _most_representative(members, centre)
+    if headline != story.headline:  # an unchanged story is not written again
+        story.headline, story.headline_score = headline, score
+
+
+def _most_representative(
+    members: list[tuple[Article, DocVectors]], profile: StoryProfile
+) -> tuple[float, str]:
+    """(fit, title) of the member that fits the profile best; ties go to the earliest."""
+    fits = [
+        (representativeness(vectors, profile), -n, a.title)
+        for n, (a, vectors) in enumerate(members)
+    ]
+    fit, _, title = max(fits)
+    return fit, title
 
 
 def _merge_stories(
@@ -820,8 +856,8 @@ def _merge_stories(
     state.save_story(profile)
     for article in store.articles_in_story(session=session, story_id=loser.id):
         article.story_id = survivor.id
-    if loser.headline_score > survivor.headline_score:
-        survivor.headline, survivor.headline_score = loser.headline, loser.headline_score
+    session.flush()
+    _elect_headline(survivor, _original_members(survivor, state, session=session), limits)
     loser.merged_into_id, loser.profile = survivor.id, {}
     loser.article_count = loser.source_count = 0
     session.flush()

@@ -7,6 +7,7 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -248,3 +249,21 @@ def test_repair_task_runs_on_the_clustering_queue_every_half_hour(
         assert tasks.repair_stories() == 0
     finally:
         use_runtime(None)
+
+
+@pytest.mark.parametrize("first", [STRIKE, STRIKE_OTHER, STRIKE_THIRD])
+def test_repair_elects_the_most_central_title_whatever_came_first(
+    engine: Engine, settings: Settings, first: tuple[str, str]
+) -> None:
+    # The third report tells what the two others tell, each of them only a part of it.
+    others = [r for r in (STRIKE, STRIKE_OTHER, STRIKE_THIRD) if r is not first]
+    reports = [("wire", first, 0), ("ledger", others[0], 1), ("gazette", others[1], 2)]
+    story = _story(engine, *reports)
+    assert _row(engine, story).headline == first[0]  # as streaming leaves it
+
+    assert _repair(engine, settings) == pipeline.RepairReport()
+    assert _row(engine, story).headline == STRIKE_THIRD[0]
+
+    before = _snapshot(engine)
+    _repair(engine, settings)
+    assert _snapshot(engine) == before
