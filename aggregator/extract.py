@@ -45,6 +45,7 @@ RETRY_ACCEPT_RATIO = 2.0
 FAST_MIN_CHARS = 250
 # Detection overrules the declared language only when it is this sure, on this much text.
 LANGUAGE_OVERRULE_CONFIDENCE = 0.99
+LANGUAGE_GUESS_CONFIDENCE = 0.5  # with nothing declared, a weaker guess is no language
 LANGUAGE_SAMPLE_CHARS = 600
 LANGUAGE_MIN_CHARS = 200
 
@@ -233,12 +234,17 @@ def page_language(tree: HtmlElement) -> str | None:
 
 
 def article_language(declared: str | None, text: str) -> str | None:
-    """The declared language, unless the text is clearly in another one (or none is declared)."""
+    """The declared language, unless the text is clearly in another one. With none declared, the
+    detected one if the guess is confident, else None."""
     sample = text[:LANGUAGE_SAMPLE_CHARS].strip()
     if not sample or (declared and len(sample) < LANGUAGE_MIN_CHARS):
         return declared
-    detected, confidence = _language_identifier().classify(sample)
-    if declared is None or (detected != declared and confidence >= LANGUAGE_OVERRULE_CONFIDENCE):
+    # Lower case: the identifier misreads text that mixes capitals and lower case (a transcript
+    # in capitals with "Reporter:" cues came out as Nigerian Pidgin, confidence 0.03).
+    detected, confidence = _language_identifier().classify(sample.lower())
+    if declared is None:
+        return str(detected) if confidence >= LANGUAGE_GUESS_CONFIDENCE else None
+    if detected != declared and confidence >= LANGUAGE_OVERRULE_CONFIDENCE:
         return str(detected)
     return declared
 

@@ -142,6 +142,15 @@ def test_covers_little(text_chars: int, page_chars: int, retry: bool) -> None:
 
 ENGLISH = "The council said the bridge would reopen to traffic next week after two years. " * 4
 GERMAN = "Der Stadtrat hat am Mittwoch den Bau einer neuen Straßenbahnlinie beschlossen. " * 4
+# A news transcript in capitals with a lower-case cue: read as Nigerian Pidgin (0.05) as it is.
+TRANSCRIPT = (
+    "COMING UP NEXT. MARTHA? GOOD EVENING, THREE PEOPLE ARE IN HOSPITAL TONIGHT AFTER A CRASH "
+    "OUTSIDE A STADIUM. IT HAPPENED AFTER TWO CARS RACED DOWN ROUTE 9. PETER LANG HAS BEEN "
+    "FOLLOWING THIS STORY AND HE JOINS US LIVE FROM THE SCENE. PETER, IT'S ALWAYS HARD TO SEE "
+    "THIS. Reporter: ABSOLUTELY, MARTHA, AND ALL OF THE DRIVERS, WE ARE TOLD, ARE UNDER 25 YEARS "
+    "OLD. THEY WERE HERE FOR A CONCERT, SO AS YOU SAID, A LOT OF YOUNG FANS WERE STILL AROUND."
+)
+GALLERY_MARKUP = "photo_prev_inline|article-gallery-5845524|0 photo_next_inline|gallery|0 " * 3
 
 
 @pytest.mark.parametrize(
@@ -152,6 +161,9 @@ GERMAN = "Der Stadtrat hat am Mittwoch den Bau einer neuen Straßenbahnlinie bes
         ("en", GERMAN, "de"),  # declared, but clearly another language
         ("de", "Kurzer Text.", "de"),  # too little text to overrule the page
         (None, "", None),  # nothing to go by
+        (None, TRANSCRIPT, "en"),  # capitals and lower case mixed
+        ("en", TRANSCRIPT, "en"),
+        (None, GALLERY_MARKUP, None),  # no language at all: no confident guess
     ],
 )
 def test_article_language(declared: str | None, text: str, language: str | None) -> None:
