@@ -68,23 +68,45 @@ def estimated_jaccard(a: Sequence[int], b: Sequence[int]) -> float:
 
 # ---------------------------------------------------------------- pages that are not articles
 
-_BOILERPLATE = re.compile(
-    r"page (?:was )?not found|\b404\b|no longer available|access denied|are you a robot|"
-    r"verify (?:that )?you are (?:a )?human|captcha|enable (?:javascript|cookies)|"
-    r"(?:accept|manage) (?:all )?cookies|cookie (?:policy|settings|consent)|"
+# Wording that makes a short page a wall or an error page: the article is not there.
+_WALL = re.compile(
+    r"page (?:was )?not found|\b(?:error|http) ?404\b|\b404 (?:error|not found|page)\b|"
+    r"no longer available|access denied|are you a robot|"
+    r"verify (?:that )?you are (?:a )?human|captcha|"
     r"subscribe (?:now )?to (?:continue|read)|subscribers? only|already a subscriber|"
     r"sign in to (?:continue|read)|create a free account|log in to continue|paywall|"
     r"this content is not available in your (?:region|country)",
     re.IGNORECASE,
 )
+# Notices that sit on real articles too ("Please enable JavaScript to watch this video", cookie
+# banners): a page is a wall for them only if little else is on it.
+_NOTICE = re.compile(
+    r"enable (?:javascript|cookies)|(?:accept|manage) (?:all )?cookies|"
+    r"cookie (?:policy|settings|consent)",
+    re.IGNORECASE,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 BOILERPLATE_MAX_WORDS = 150
+ARTICLE_MIN_WORDS = 50  # beside the notices, a lede and a paragraph of news
 
 
 def boilerplate_reason(title: str, text: str) -> str | None:
     """Why the page is a wall or an error page rather than an article, if it is one: a short
-    text dominated by paywall, captcha, cookie-wall or not-found wording."""
+    text with paywall, captcha or not-found wording, or with a cookie or JavaScript notice and
+    little else."""
     words = len(text.split())
-    hits = _BOILERPLATE.findall(f"{title}\n{text}")
-    if not hits or words > BOILERPLATE_MAX_WORDS:
+    if words > BOILERPLATE_MAX_WORDS:
         return None
-    return f"not an article ({hits[0].lower()}, {words} words)"
+    page = f"{title}\n{text}"
+    hit = _WALL.search(page)
+    if hit is None:
+        hit = _NOTICE.search(page)
+        if hit is None or _words_beside(_NOTICE, text) >= ARTICLE_MIN_WORDS:
+            return None
+    return f"not an article ({hit.group(0).lower()}, {words} words)"
+
+
+def _words_beside(pattern: re.Pattern[str], text: str) -> int:
+    """The words of the text's sentences and lines in which `pattern` does not occur."""
+    parts = _SENTENCE_BREAK.split(text)
+    return sum(len(part.split()) for part in parts if not pattern.search(part))

@@ -61,6 +61,15 @@ def test_another_report_of_the_same_event_is_not() -> None:
     assert estimated_jaccard(minhash_signature(REPORT), minhash_signature(other)) < 0.2
 
 
+VIDEO_NOTICE = "Please enable JavaScript to watch this video.\n\n"
+SHORT_NEWS = (
+    "Three people were taken to hospital on Saturday night after two cars collided outside the "
+    "city stadium, police said. The drivers, both under 25, had left a concert minutes earlier. "
+    "Witnesses told officers that one car ran a red light on Route 9. Detectives asked anyone "
+    "with dashboard camera footage to come forward."
+)
+
+
 @pytest.mark.parametrize(
     ("title", "text", "wall"),
     [
@@ -77,6 +86,10 @@ def test_another_report_of_the_same_event_is_not() -> None:
             True,
         ),
         ("Kremlin rejects plan", REPORT, False),
+        ("Stadium crash", VIDEO_NOTICE + SHORT_NEWS, False),  # a player notice on a short report
+        ("Saints lose Bush", SHORT_NEWS + " Bush ran for 404 yards this season.", False),
+        ("Cookies", "We use cookies. " + VIDEO_NOTICE, True),  # notices and nothing else
+        ("Council votes", "Subscribe to continue reading. " + SHORT_NEWS[:200], True),  # teaser
         (
             "Cookies and cake",
             "A 404-word essay on cookies. " + "Baking is a craft of patience. " * 40,
