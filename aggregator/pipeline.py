@@ -720,28 +720,27 @@ def _split_story(
     keeps the story, with a profile rebuilt from its articles. Returns (story, new story)."""
     assert story.id is not None and story.cluster_key is not None
     articles = store.articles_in_story(session=session, story_id=story.id)
-    originals = [a for a in articles if a.duplicate_of_id is None]
-    vectors = _member_vectors(originals, state)
+    originals = _original_members(articles, state)
+    vectors = {a.id or 0: v for a, v in originals}
     leaving = repair.split_members(vectors)
     if not leaving:
-        _elect_headline(story, [(a, vectors[a.id or 0]) for a in originals], limits)
+        _elect_headline(story, originals, limits)
         return []
-    by_id = {a.id or 0: a for a in originals}
+    by_id = {a.id or 0: a for a, _ in originals}
     new_ids = []
     for group in leaving:
         members = [(by_id[i], vectors[i]) for i in group]
         new_ids.append(_split_off(members, articles, story, state, session=session, limits=limits))
     left = {article_id for group in leaving for article_id in group}
-    core = [(a, vectors[a.id or 0]) for a in originals if a.id not in left]
+    core = [(a, v) for a, v in originals if a.id not in left]
     _rebuild_story(story, story.cluster_key, core, state, session=session, limits=limits)
     return [(story.id, new_id) for new_id in new_ids]
 
 
 def _original_members(
-    story: Story, state: SqlClusterState, *, session: Session
+    articles: Sequence[Article], state: SqlClusterState
 ) -> list[tuple[Article, DocVectors]]:
-    """The story's articles that are no copies, with their vectors."""
-    articles = store.articles_in_story(session=session, story_id=story.id or 0)
+    """The articles that are no copies, with their vectors."""
     originals = [a for a in articles if a.duplicate_of_id is None]
     vectors = _member_vectors(originals, state)
     return [(a, vectors[a.id or 0]) for a in originals]
@@ -857,7 +856,8 @@ def _merge_stories(
     for article in store.articles_in_story(session=session, story_id=loser.id):
         article.story_id = survivor.id
     session.flush()
-    _elect_headline(survivor, _original_members(survivor, state, session=session), limits)
+    articles = store.articles_in_story(session=session, story_id=survivor.id)
+    _elect_headline(survivor, _original_members(articles, state), limits)
     loser.merged_into_id, loser.profile = survivor.id, {}
     loser.article_count = loser.source_count = 0
     session.flush()
