@@ -230,6 +230,22 @@ def _story_text(summary: dict[str, object]) -> str:
     return f"#{summary['id']} {summary['headline']}\n    {count} {noun} from {outlets}"
 
 
+@main.command()
+def repair() -> None:
+    """Repair recent stories now, as beat does every 30 minutes: merge stories of one event,
+    split drifted ones, elect headlines."""
+    from aggregator.pipeline import repair_stories
+
+    settings = get_settings()
+    with session_scope(_engine(settings)) as session:
+        report = repair_stories(session=session, settings=settings, now=_now())
+    for loser, survivor in report.merged:
+        click.echo(f"story #{loser} merged into #{survivor}")
+    for story, split_off in report.split:
+        click.echo(f"story #{story}: articles split off into #{split_off}")
+    click.echo(f"merged {len(report.merged)}, split {len(report.split)}")
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--beat/--no-beat", default=True, show_default=True, help="Embed the scheduler.")
 @click.pass_context

@@ -19,6 +19,7 @@ from aggregator.clustering import ClusterDoc, StoryClusterer, StoryProfile, load
 from aggregator.db import session_scope
 from aggregator.models import Article, Story, StoryIndexEntry
 from aggregator.settings import Settings
+from tests.conftest import Invoke
 from tests.stored import NOW, add_extracted_article
 from workers import tasks
 from workers.celery_app import build_runtime, celery_config, use_runtime
@@ -249,6 +250,26 @@ def test_repair_task_runs_on_the_clustering_queue_every_half_hour(
         assert tasks.repair_stories() == 0
     finally:
         use_runtime(None)
+
+
+def test_repair_command_repairs_now_and_says_what_it_changed(
+    engine: Engine, run: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    smaller = _story(engine, ("gazette", STRIKE_THIRD, 2))
+    # the command's clock is today's: NOW must be in its window
+    monkeypatch.setenv("AGGREGATOR_CLUSTER_REPAIR_WINDOW_HOURS", str(10 * 365 * 24))
+
+    first = run("repair")
+    again = run("repair")
+
+    assert first.exit_code == 0
+    assert first.output.splitlines() == [
+        f"story #{smaller} merged into #{larger}",
+        "merged 1, split 0",
+    ]
+    assert again.output.splitlines() == ["merged 0, split 0"]
+    assert _row(engine, smaller).merged_into_id == larger
 
 
 @pytest.mark.parametrize("first", [STRIKE, STRIKE_OTHER, STRIKE_THIRD])
