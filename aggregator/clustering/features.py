@@ -13,7 +13,9 @@ counts on a log scale, or flags:
   seen, so that nothing is rare among the first few);
 * ``log_days``: log(1 + days) between the article and the story's date range, capped at
   ``TIME_CAP_DAYS`` (follow-ups weeks or months later are common, so beyond a week the gap
-  says little more); 0 when either side is undated, and then ``days_unknown`` is 1;
+  says little more); 0 when either side is undated: no time evidence either way (production
+  articles always have a date, their discovery time if nothing else, so only undated labelled
+  files meet this);
 * ``same_source``: the story already has an article from this outlet;
 * ``log_size``: the story's size;
 * margins: how far a candidate's body/entity cosine is above the best *other* candidate's;
@@ -44,7 +46,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "entity_cover",
     "title_max",
     "log_days",
-    "days_unknown",
     "same_source",
     "log_size",
     "body_cos_margin",
@@ -131,7 +132,6 @@ def pair_features(doc: DocVectors, story: StoryProfile) -> Features:
         "title_cos": title_cos,
         "top_shared_idf": max((doc.entity_idf[t] for t in shared), default=0.0) / doc.idf_ceiling,
         "log_days": 0.0 if days is None else math.log1p(min(days, TIME_CAP_DAYS)),
-        "days_unknown": float(days is None),
         "same_source": float(bool(doc.source) and doc.source in story.sources),
         "log_size": math.log(max(story.size, 1)),
         "rare_shared": math.log1p(rare),

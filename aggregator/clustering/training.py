@@ -85,7 +85,9 @@ def streamed_examples(rows: Iterable[Row], model: ClusterModel) -> list[Example]
     return examples
 
 
-L2 = 0.3
+# Leave-one-file-out pairwise F1 (neus_raw, gva_dev, ecbplus_dev): 0.3 gave 0.744, 0.704, 0.792;
+# 1.0 gave 0.762, 0.713, 0.790; 3.0 and 10.0 made the threshold unstable (gva_dev 0.598, 0.494).
+L2 = 1.0
 ITERATIONS = 12
 # Time is a fixed prior, not learned: each dev file has its own, unrepresentative date pattern
 # (one date per story, no dates at all, long follow-up tails), so a learned time weight copies
@@ -210,39 +212,32 @@ def young_streams(rows: Sequence[Row], seed: int) -> list[list[Row]]:
     return samples
 
 
-def undated_copy(rows: Sequence[Row]) -> list[Row]:
-    """The stream with every date removed, so the model also learns what an unknown date means."""
-    return [{**row, "published": None} for row in rows]
-
-
 def train_model(streams: Sequence[Sequence[Row]]) -> ClusterModel:
     """Teacher-forced fit, one round of on-policy (streamed) examples, then the threshold.
 
-    Every stream with dates is also replayed without them (an extra example pool), so the
-    ``days_unknown`` weight is learned even when no training stream is undated. Each stream's
-    young streams form one more pool. The threshold is chosen on the same streams (original,
-    undated and young), each stream, undated copy and stream's young streams weighing the same.
+    Each stream's young streams form one more pool. The threshold is chosen on the same streams
+    (original and young), each stream and each stream's young streams weighing the same.
+
+    Streams are replayed as they are: an undated pair is scored as a same-day pair (no time
+    evidence either way). Replaying dated streams without their dates as extra training, to
+    learn a weight for "date unknown", taught a prior from streams where time had kept similar
+    events apart, and it misjudged the one really undated file (leave-one-file-out pairwise F1
+    on ecbplus_dev 0.740 with it, 0.792 without; neus_raw 0.717 and 0.744; both at L2 0.3).
     """
-    replayed = [*streams, *(undated_copy(rows) for rows in streams if _dated(rows))]
     young = [young_streams(rows, seed) for seed, rows in enumerate(streams)]
-    replays = [teacher_forced_examples(rows, PLACEHOLDER_MODEL) for rows in replayed]
+    replays = [teacher_forced_examples(rows, PLACEHOLDER_MODEL) for rows in streams]
     prior = mean_background(background for _, background in replays)
     start = replace(PLACEHOLDER_MODEL, background=prior)
-    pools = [teacher_forced_examples(rows, start)[0] for rows in replayed]
+    pools = [teacher_forced_examples(rows, start)[0] for rows in streams]
     young_pools = [
         [example for rows in sample for example in teacher_forced_examples(rows, start)[0]]
         for sample in young
     ]
     model = replace(fit_model([*pools, *young_pools]), background=prior)
-    groups: list[Sequence[Sequence[Row]]] = [*([rows] for rows in replayed), *young]
+    groups: list[Sequence[Sequence[Row]]] = [*([rows] for rows in streams), *young]
     for pool, group in zip([*pools, *young_pools], groups, strict=True):
         for rows in group:
             for threshold in DAGGER_THRESHOLDS:
                 pool += streamed_examples(rows, replace(model, threshold=threshold))
     model = replace(fit_model([*pools, *young_pools]), background=prior)
-    threshold_groups: list[Sequence[Sequence[Row]]] = [*([rows] for rows in replayed), *young]
-    return replace(model, threshold=select_threshold(threshold_groups, model))
-
-
-def _dated(rows: Sequence[Row]) -> bool:
-    return any(row.get("published") for row in rows)
+    return replace(model, threshold=select_threshold(groups, model))

@@ -81,6 +81,19 @@ def test_time_source_and_entity_features() -> None:
     assert undated["same_source"] == 0.0
 
 
+def test_an_undated_pair_scores_as_a_same_day_pair() -> None:
+    """No date is no evidence either way: neither a time penalty nor a feature of its own."""
+    story = story_of(vectors({"w:fire": 0.6, "w:acme": 0.8}, entities={"e:acme": 1.0}))
+
+    def features(published: datetime | None) -> dict[str, float]:
+        article = vectors({"w:fire": 1.0}, entities={"e:acme": 0.6}, published=published)
+        return pair_features(article, story)
+
+    assert features(None) == features(DAY)
+    assert features(None) != features(DAY + timedelta(days=7))
+    assert set(features(None)) <= set(FEATURE_NAMES)
+
+
 def test_title_cosine_and_rarest_shared_entity() -> None:
     story = story_of(vectors({"w:fire": 1.0}, entities={"e:acme": 0.6, "e:lopez": 0.8}))
     doc = DocVectors(
