@@ -243,7 +243,12 @@ def repair() -> None:
         click.echo(f"story #{loser} merged into #{survivor}")
     for story, split_off in report.split:
         click.echo(f"story #{story}: articles split off into #{split_off}")
-    click.echo(f"merged {len(report.merged)}, split {len(report.split)}")
+    for story_id in report.headlines:
+        click.echo(f"story #{story_id}: new headline")
+    click.echo(
+        f"merged {len(report.merged)}, split {len(report.split)}, "
+        f"new headlines {len(report.headlines)}"
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -678,10 +678,12 @@ def _follow_original(article: Article, *, session: Session) -> int | None:
 
 @dataclass(frozen=True)
 class RepairReport:
-    """What one repair changed: story ids, (merged story, survivor) and (story, split-off)."""
+    """What one repair changed: story ids, (merged story, survivor) and (story, split-off), and
+    the stories that got a new headline."""
 
     merged: list[tuple[int, int]] = field(default_factory=list)
     split: list[tuple[int, int]] = field(default_factory=list)
+    headlines: list[int] = field(default_factory=list)
 
 
 def repair_stories(*, session: Session, settings: Settings, now: datetime) -> RepairReport:
@@ -691,9 +693,11 @@ def repair_stories(*, session: Session, settings: Settings, now: datetime) -> Re
     store.lock_clustering(session=session)
     state = SqlClusterState(session, now=now)
     limits = ClusterLimits()  # the clusterer's, so repaired profiles look like streamed ones
+    candidates = _repair_candidates(session=session, settings=settings, now=now)
+    headlines = {story.id: story.headline for story in candidates}
     split = [
         pair
-        for story in _repair_candidates(session=session, settings=settings, now=now)
+        for story in candidates
         for pair in _split_story(story, state, session=session, limits=limits)
     ]
     stories = _repair_candidates(session=session, settings=settings, now=now)
@@ -702,9 +706,12 @@ def repair_stories(*, session: Session, settings: Settings, now: datetime) -> Re
         _merge_stories(loser, survivor, state, session=session, limits=limits)
         for loser, survivor in repair.merge_pairs(profiles, limits=limits)
     ]
-    if merged or split:
-        log.info("story repair: merged %s, split %s", merged, split)
-    return RepairReport(merged, split)
+    renamed = [
+        s.id or 0 for s in candidates if s.merged_into_id is None and s.headline != headlines[s.id]
+    ]
+    if merged or split or renamed:
+        log.info("story repair: merged %s, split %s, new headlines %s", merged, split, renamed)
+    return RepairReport(merged, split, renamed)
 
 
 def _repair_candidates(*, session: Session, settings: Settings, now: datetime) -> list[Story]:

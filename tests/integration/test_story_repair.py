@@ -266,9 +266,10 @@ def test_repair_command_repairs_now_and_says_what_it_changed(
     assert first.exit_code == 0
     assert first.output.splitlines() == [
         f"story #{smaller} merged into #{larger}",
-        "merged 1, split 0",
+        f"story #{larger}: new headline",  # the merged story's most central title
+        "merged 1, split 0, new headlines 1",
     ]
-    assert again.output.splitlines() == ["merged 0, split 0"]
+    assert again.output.splitlines() == ["merged 0, split 0, new headlines 0"]
     assert _row(engine, smaller).merged_into_id == larger
 
 
@@ -282,7 +283,8 @@ def test_repair_elects_the_most_central_title_whatever_came_first(
     story = _story(engine, *reports)
     assert _row(engine, story).headline == first[0]  # as streaming leaves it
 
-    assert _repair(engine, settings) == pipeline.RepairReport()
+    expected = [] if first is STRIKE_THIRD else [story]
+    assert _repair(engine, settings) == pipeline.RepairReport(headlines=expected)
     assert _row(engine, story).headline == STRIKE_THIRD[0]
 
     before = _snapshot(engine)
