@@ -8,6 +8,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 WEEK = timedelta(days=7)
+# A server's hint is read up to a year: beyond that it means "never" as much as a week does (hints
+# are capped at max_backoff anyway), and a hostile "Retry-After: 99999999999999999999" must not
+# overflow timedelta.
+LONGEST_HINT = timedelta(days=365)
+_LONGEST_SECONDS = int(LONGEST_HINT.total_seconds())
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def server_hint(
     """The longest wait the server asked for: RSS <ttl>, Cache-Control max-age, Expires,
     Retry-After (headers with lower-case names)."""
     hints = [
-        timedelta(minutes=ttl_minutes) if ttl_minutes and ttl_minutes > 0 else None,
+        _minutes(ttl_minutes) if ttl_minutes and ttl_minutes > 0 else None,
         _max_age(headers.get("cache-control", "")),
         _until(headers.get("expires", ""), now),
         retry_after(headers.get("retry-after", ""), now=now),
@@ -71,9 +76,22 @@ def server_hint(
 def retry_after(value: str, *, now: datetime) -> timedelta | None:
     """Retry-After as seconds or an HTTP date."""
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if _is_number(value):
+        return _seconds(int(value))
     return _until(value, now)
+
+
+def _seconds(count: int) -> timedelta:
+    return timedelta(seconds=min(count, _LONGEST_SECONDS))
+
+
+def _minutes(count: int) -> timedelta:
+    return _seconds(min(count, _LONGEST_SECONDS) * 60)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²", which int() rejects."""
+    return text.isascii() and text.isdigit()
 
 
 def _max_age(cache_control: str) -> timedelta | None:
@@ -82,8 +100,8 @@ def _max_age(cache_control: str) -> timedelta | None:
         return None
     for directive in directives:
         name, _, value = directive.partition("=")
-        if name.strip() == "max-age" and value.strip().isdigit():
-            return timedelta(seconds=int(value.strip()))
+        if name.strip() == "max-age" and _is_number(value.strip()):
+            return _seconds(int(value.strip()))
     return None
 
 

@@ -70,11 +70,24 @@ def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
                 final_attempt=self.request.retries >= rt.settings.fetch_retries,
             )
     except pipeline.RetryLater as exc:
-        countdown = exc.countdown or 30 * 2**self.request.retries
+        countdown = fetch_retry_countdown(exc.countdown, self.request.retries)
         raise self.retry(exc=exc, countdown=countdown) from exc
     if to_cluster:
         _cluster_soon(article_id)
     return to_cluster
+
+
+# Redis redelivers a task it has not seen acknowledged within its visibility timeout (an hour by
+# default), and a task waiting out its countdown is not acknowledged: a longer countdown would run
+# the retry twice. A server's Retry-After beyond this is obeyed only up to it.
+LONGEST_RETRY_COUNTDOWN = 1800.0
+
+
+def fetch_retry_countdown(asked: float | None, retries: int) -> float:
+    """Seconds before the next fetch attempt: what the failure asked for (a Retry-After) or
+    30 s doubled per retry so far, at most LONGEST_RETRY_COUNTDOWN."""
+    wanted = asked if asked is not None and asked > 0 else 30.0 * 2 ** min(retries, 20)
+    return min(wanted, LONGEST_RETRY_COUNTDOWN)
 
 
 def _cluster_soon(article_id: int) -> None:

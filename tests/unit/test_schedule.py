@@ -2,7 +2,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.schedule import PollBounds, next_poll_at, retry_after, server_hint
+from aggregator.schedule import (
+    LONGEST_HINT,
+    PollBounds,
+    next_poll_at,
+    retry_after,
+    server_hint,
+)
 
 NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
 BOUNDS = PollBounds(timedelta(minutes=15), timedelta(hours=24))
@@ -62,6 +68,11 @@ def test_next_poll_at(
         ({"retry-after": "120"}, None, 2 * M),
         ({"retry-after": "Thu, 04 Dec 2025 15:00:00 GMT"}, None, 3 * H),
         ({"cache-control": "max-age=60", "retry-after": "7200"}, 30, 2 * H),  # the longest
+        # hostile values: a year at most, never an overflow or a crash
+        ({"retry-after": "99999999999999999999"}, None, LONGEST_HINT),
+        ({"cache-control": "max-age=99999999999999999999"}, None, LONGEST_HINT),
+        ({"cache-control": "max-age=²"}, None, None),
+        ({"retry-after": "³"}, 10**30, LONGEST_HINT),
     ],
 )
 def test_server_hint(headers: dict[str, str], ttl: int | None, expected: timedelta | None) -> None:
