@@ -72,11 +72,14 @@ class PollOutcome:
 
 
 class RetryLater(Exception):
-    """A transient failure the task should retry (after `countdown` seconds, if given)."""
+    """A transient failure the task should retry (after `countdown` seconds, if given).
+    `failed` is False when nothing failed (the host's request budget was spent): such a wait
+    does not use up one of the article's attempts."""
 
-    def __init__(self, reason: str, countdown: float | None = None) -> None:
+    def __init__(self, reason: str, countdown: float | None = None, *, failed: bool = True) -> None:
         super().__init__(reason)
         self.countdown = countdown
+        self.failed = failed
 
 
 class LeaseLost(RuntimeError):
@@ -409,7 +412,9 @@ def fetch_article(
 ) -> bool:
     """Fetch and extract one pending article and mark it if it is an exact copy of another.
     Returns whether the article goes on to clustering (a copy goes there to join its original).
-    Raises RetryLater on a transient failure unless this is the final attempt."""
+    Raises RetryLater on a transient failure unless this is the final attempt, and whenever
+    the host's request budget is spent (waiting for it is no failure: a large backlog from one
+    host is fetched at the host's pace, however long that takes, and none of it is dropped)."""
     article = session.get(Article, article_id)
     if article is None:
         return False
@@ -441,7 +446,8 @@ def _download_and_extract(
         response = fetcher.fetch(url, max_bytes=settings.fetch_max_page_bytes, obey_robots=True)
     except FetchError as exc:
         if exc.kind is FetchErrorKind.HOST_BUSY:
-            _retry_unless_final(str(exc), final_attempt, settings.poll_defer_seconds)
+            defer = settings.poll_defer_seconds * random.uniform(1.0, 2.0)  # spread a backlog
+            raise RetryLater(str(exc), defer, failed=False) from exc
         if health.is_transient(health.classify_fetch_error(exc.kind)):
             _retry_unless_final(str(exc), final_attempt)
         return None, str(exc)

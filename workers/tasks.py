@@ -57,7 +57,8 @@ def poll_feed(source_id: int, lease: str | None = None) -> int:
 
 
 @app.task(name="workers.tasks.fetch_article", bind=True, max_retries=None, **TRANSIENT_RETRY)
-def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
+def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> bool:
+    """`failures`: the transient failures so far (waits for a busy host are not counted)."""
     rt = runtime()
     try:
         with session_scope(rt.engine) as session:
@@ -67,11 +68,12 @@ def fetch_article(self: Task[Any, Any], article_id: int) -> bool:
                 fetcher=rt.fetcher,
                 settings=rt.settings,
                 now=_now(),
-                final_attempt=self.request.retries >= rt.settings.fetch_retries,
+                final_attempt=failures >= rt.settings.fetch_retries,
             )
     except pipeline.RetryLater as exc:
-        countdown = fetch_retry_countdown(exc.countdown, self.request.retries)
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        countdown = fetch_retry_countdown(exc.countdown, failures)
+        failures += exc.failed
+        raise self.retry(exc=exc, args=(article_id, failures), countdown=countdown) from exc
     if to_cluster:
         _cluster_soon(article_id)
     return to_cluster

@@ -162,6 +162,43 @@ def test_the_redis_budget_is_shared_by_every_process() -> None:
         client.delete(key)
 
 
+def test_a_busy_host_delays_a_page_without_using_up_its_attempts(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    """A large backlog from one host is fetched at the host's pace: a page whose host has no
+    budget left waits, even on its last attempt, and is neither failed nor dropped."""
+    site.serve("/a", "<html><body><article><p>" + "Snow closed the pass. " * 30 + "</p>")
+    source_id = _add(engine, site.serve("/feed", RSS.format(site.url("/a"))))
+    clock = [0.0]
+    limiter = LocalHostLimiter(per_minute=2, concurrent=1, clock=lambda: clock[0])
+    fetcher = Fetcher(settings, limiter=limiter)
+    with session_scope(engine) as session:
+        (article_id,) = pipeline.poll_feed(  # with robots.txt, spends the budget
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        ).new_article_ids
+
+    def fetch() -> bool:
+        with session_scope(engine) as session:
+            return pipeline.fetch_article(
+                article_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+            )  # the default: the final attempt
+
+    with pytest.raises(pipeline.RetryLater) as busy:
+        fetch()
+    assert busy.value.failed is False
+    assert busy.value.countdown is not None and busy.value.countdown >= settings.poll_defer_seconds
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None and article.extraction_status == "pending"
+    clock[0] += 61  # the budget refills
+    assert fetch() is True
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None and article.extraction_status == "extracted"
+        assert "Snow closed the pass." in article.text
+    fetcher.close()
+
+
 # ---------------------------------------------------------------- robots.txt
 
 
