@@ -164,6 +164,7 @@ class Article(SQLModel, table=True):
     published_at: datetime | None = utc_column(index=True)
     discovered_at: datetime = utc_column(nullable=False)
     fetched_at: datetime | None = utc_column()
+    fetch_retry_at: datetime | None = utc_column()  # a waiting fetch retry is due then
     story_id: int | None = Field(default=None, foreign_key="stories.id")
     story_score: float | None = Field(default=None)
     duplicate_of_id: int | None = Field(default=None, foreign_key="articles.id", index=True)

@@ -432,6 +432,14 @@ def fetch_article(
     return True
 
 
+def note_fetch_retry(article_id: int, *, session: Session, due: datetime) -> None:
+    """Record when the article's waiting fetch retry is due (the sweep for lost tasks leaves
+    it alone until then)."""
+    article = session.get(Article, article_id)
+    if article is not None and article.extraction_status == ExtractionStatus.PENDING.value:
+        article.fetch_retry_at = due
+
+
 _CLUSTERABLE = {
     ExtractionStatus.EXTRACTED.value,
     ExtractionStatus.SUMMARY.value,

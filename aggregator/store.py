@@ -111,11 +111,13 @@ def pending_article_ids(*, session: Session, source_id: int) -> list[int]:
 def stalled_article_ids(
     *, session: Session, before: datetime, limit: int
 ) -> tuple[list[int], list[int]]:
-    """Articles whose next task should long have run: (still pending since before `before`,
-    fetched before it but in no story). A task lost in a crash leaves them so."""
+    """Articles whose next task should long have run: (still pending since before `before`
+    with no fetch retry due after it, fetched before it but in no story). A task lost in a
+    crash leaves them so."""
     pending = select(Article.id).where(
         Article.extraction_status == ExtractionStatus.PENDING.value,
         col(Article.discovered_at) < before,
+        or_(col(Article.fetch_retry_at).is_(None), col(Article.fetch_retry_at) < before),
     )
     unclustered = select(Article.id).where(
         col(Article.extraction_status).in_(CLUSTERED_STATUSES),

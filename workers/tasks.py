@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -60,20 +61,28 @@ def poll_feed(source_id: int, lease: str | None = None) -> int:
 def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> bool:
     """`failures`: the transient failures so far (waits for a busy host are not counted)."""
     rt = runtime()
-    try:
-        with session_scope(rt.engine) as session:
-            to_cluster = pipeline.fetch_article(
-                article_id,
-                session=session,
-                fetcher=rt.fetcher,
-                settings=rt.settings,
-                now=_now(),
-                final_attempt=failures >= rt.settings.fetch_retries,
-            )
-    except pipeline.RetryLater as exc:
-        countdown = fetch_retry_countdown(exc.countdown, failures)
-        failures += exc.failed
-        raise self.retry(exc=exc, args=(article_id, failures), countdown=countdown) from exc
+    while True:
+        try:
+            with session_scope(rt.engine) as session:
+                to_cluster = pipeline.fetch_article(
+                    article_id,
+                    session=session,
+                    fetcher=rt.fetcher,
+                    settings=rt.settings,
+                    now=_now(),
+                    final_attempt=failures >= rt.settings.fetch_retries,
+                )
+            break
+        except pipeline.RetryLater as exc:
+            if self.request.is_eager and not exc.failed:
+                time.sleep(EAGER_BUSY_WAIT_SECONDS)  # the in-process crawl waits for the host
+                continue
+            countdown = fetch_retry_countdown(exc.countdown, failures)
+            due = _now() + timedelta(seconds=countdown)
+            with session_scope(rt.engine) as session:
+                pipeline.note_fetch_retry(article_id, session=session, due=due)
+            failures += exc.failed
+            raise self.retry(exc=exc, args=(article_id, failures), countdown=countdown) from exc
     if to_cluster:
         _cluster_soon(article_id)
     return to_cluster
@@ -83,6 +92,11 @@ def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> b
 # default), and a task waiting out its countdown is not acknowledged: a longer countdown would run
 # the retry twice. A server's Retry-After beyond this is obeyed only up to it.
 LONGEST_RETRY_COUNTDOWN = 1800.0
+
+
+# `aggregator crawl` runs the tasks in its own process, with no broker to hold a retry: a page whose
+# host has spent its request budget is tried again after this pause instead.
+EAGER_BUSY_WAIT_SECONDS = 2.0
 
 
 def fetch_retry_countdown(asked: float | None, retries: int) -> float:

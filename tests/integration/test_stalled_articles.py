@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from aggregator import store
+from aggregator import pipeline, store
 from aggregator.db import session_scope
+from aggregator.fetch import Fetcher
 from aggregator.models import Article, ExtractionStatus
+from aggregator.politeness import LocalHostLimiter
 from aggregator.settings import Settings
 from tests.conftest import FixtureSite
 from tests.stored import add_extracted_article
@@ -55,3 +58,81 @@ def test_lost_fetch_and_cluster_tasks_are_sent_again(
     assert by_guid[lost_cluster.guid].story_id is not None
     assert by_guid[recent.guid].story_id is None
     assert site.hits.count("/a") == 1
+
+
+def test_a_fetch_waiting_for_its_retry_is_not_sent_again(
+    engine: Engine, settings: Settings
+) -> None:
+    """A retry that is only waiting (a busy host, a Retry-After) is no lost task: the sweep
+    leaves the article alone until its retry is due, then for the usual deadline after that."""
+    now = datetime.now(UTC)
+    deadline = timedelta(seconds=settings.stalled_article_seconds)
+    with session_scope(engine) as session:
+        source, _ = store.add_source(session=session, url="https://a.example/feed", now=now)
+        ids = {}
+        for guid, retry_due in (
+            ("waiting", now + timedelta(minutes=20)),
+            ("retry lost", now - deadline - timedelta(minutes=1)),
+            ("never retried", None),
+        ):
+            url = f"https://a.example/{guid.replace(' ', '-')}"
+            article = Article(
+                source_id=source.id or 0,
+                guid=guid,
+                url=url,
+                canonical_url=url,
+                discovered_at=now - timedelta(hours=2),
+            )
+            session.add(article)
+            session.flush()
+            if retry_due is not None:
+                pipeline.note_fetch_retry(article.id or 0, session=session, due=retry_due)
+            ids[guid] = article.id
+    with session_scope(engine) as session:
+        to_fetch, _ = store.stalled_article_ids(session=session, before=now - deadline, limit=10)
+    assert sorted(to_fetch) == sorted([ids["retry lost"], ids["never retried"]])
+
+
+def test_the_in_process_crawl_waits_for_a_busy_host_and_fetches_every_page(
+    engine: Engine, settings: Settings, site: FixtureSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`aggregator crawl` has no broker to hold a retry: a page whose host has spent its budget
+    waits in the process (the clock and the pause are simulated, the server is real)."""
+    clock = [0.0]
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(tasks.time, "sleep", pause)
+    limiter = LocalHostLimiter(per_minute=2, concurrent=1, clock=lambda: clock[0])
+    now = datetime.now(UTC)
+    ids = []
+    with session_scope(engine) as session:
+        source, _ = store.add_source(session=session, url=site.url("/feed"), now=now)
+        for n in range(3):
+            url = site.serve(f"/p{n}", PAGE.replace("new library", f"new library number {n}"))
+            article = Article(
+                source_id=source.id or 0,
+                guid=f"p{n}",
+                url=url,
+                canonical_url=url,
+                discovered_at=now,
+            )
+            session.add(article)
+            session.flush()
+            ids.append(article.id or 0)
+    runtime = build_runtime(settings)
+    runtime.fetcher = Fetcher(settings, limiter=limiter)
+    use_runtime(runtime)
+    try:
+        with eager_tasks():
+            assert all(tasks.fetch_article.delay(article_id).get() for article_id in ids)
+    finally:
+        use_runtime(None)
+    with session_scope(engine) as session:
+        statuses = [session.get(Article, article_id).extraction_status for article_id in ids]
+    assert statuses == [ExtractionStatus.EXTRACTED.value] * 3
+    assert pauses and set(pauses) == {tasks.EAGER_BUSY_WAIT_SECONDS}
+    assert [site.hits.count(f"/p{n}") for n in range(3)] == [1, 1, 1]
