@@ -21,6 +21,7 @@ There is no look-ahead, no clock and no I/O: time comes with the article, storag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from aggregator.clustering.features import (
 )
 from aggregator.clustering.model import ClusterModel
 from aggregator.clustering.state import ClusterState, MemberVectors, StoryProfile
-from aggregator.clustering.text import extract_terms
+from aggregator.clustering.text import extract_terms, mentioned_years
 from aggregator.clustering.vectors import (
     SparseVector,
     add_pruned,
@@ -85,6 +86,7 @@ class ClusterLimits:
     member_body_terms: int = 40
     member_entity_terms: int = 20
     sources: int = 30
+    years: int = 20
 
 
 class StoryClusterer:
@@ -149,6 +151,7 @@ class StoryClusterer:
             source=doc.source,
             entity_idf={term: idf(frequencies.get(term, 0), documents) for term in bags.entities},
             idf_ceiling=idf(0, documents),
+            years=mentioned_years(bags.entities),
         )
 
     def candidates(self, vectors: DocVectors) -> list[StoryProfile]:
@@ -200,7 +203,14 @@ def fold_article(story: StoryProfile, vectors: DocVectors, limits: ClusterLimits
         index_keys=index_keys(story.language, terms),
         members=members,
         sources=sources,
+        years=merged_years(story.years, vectors.years, limits.years),
     )
+
+
+def merged_years(years: Iterable[int], more: Iterable[int], limit: int) -> list[int]:
+    """The distinct years of both in the order first seen, at most ``limit`` (a story's own
+    years come first; later articles' passing mentions are the ones left out)."""
+    return list(dict.fromkeys([*years, *sorted(more)]))[:limit]
 
 
 def query_keys(vectors: DocVectors, count: int) -> dict[str, float]:

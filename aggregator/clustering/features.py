@@ -13,9 +13,11 @@ counts on a log scale, or flags:
   seen, so that nothing is rare among the first few);
 * ``log_days``: log(1 + days) between the article and the story's date range, capped at
   ``TIME_CAP_DAYS`` (follow-ups weeks or months later are common, so beyond a week the gap
-  says little more); 0 when either side is undated: no time evidence either way (production
-  articles always have a date, their discovery time if nothing else, so only undated labelled
-  files meet this);
+  says little more). When either side is undated, the years the texts name stand in for the
+  dates: a year apart or more counts as the cap, a shared year as 0, and a text that names no
+  year gives 0, no time evidence either way. (Production articles always have a date, their
+  discovery time if nothing else, so only undated labelled files meet this: in ECB+, twin
+  events of one kind are reported in different years.)
 * ``same_source``: the story already has an article from this outlet;
 * ``log_size``: the story's size;
 * margins: how far a candidate's body/entity cosine is above the best *other* candidate's;
@@ -31,7 +33,7 @@ counts on a log scale, or flags:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -75,18 +77,26 @@ class DocVectors:
     source: str = ""
     entity_idf: Mapping[str, float] = field(default_factory=dict)
     idf_ceiling: float = 1.0  # the IDF of a term no article had before
+    years: frozenset[int] = frozenset()  # the years the text mentions
 
 
-def days_apart(published: datetime | None, story: StoryProfile) -> float | None:
-    """Days between the article and the story's date range (0 inside it); None if undated."""
-    first, last = story.first_published, story.last_published
+def days_apart(doc: DocVectors, story: StoryProfile) -> float | None:
+    """Days between the article and the story's date range (0 inside it). If either side is
+    undated, the years the texts mention stand in: 0 if they share one, else 365 per year
+    between the closest two; None if either text names no year."""
+    published, first, last = doc.published, story.first_published, story.last_published
     if published is None or first is None or last is None:
-        return None
+        return years_apart(doc.years, story.years) * 365.0 if doc.years and story.years else None
     if published < first:
         return (first - published).total_seconds() / 86400
     if published > last:
         return (published - last).total_seconds() / 86400
     return 0.0
+
+
+def years_apart(years: Iterable[int], others: Iterable[int]) -> int:
+    """The smallest distance between a year of ``years`` and one of ``others``."""
+    return min(abs(year - other) for year in years for other in others)
 
 
 def centroid_cosine(vector: SparseVector, centroid: SparseVector, length: float) -> float:
@@ -113,7 +123,7 @@ def small_stream_rare_df(doc: DocVectors) -> float:
 
 def pair_features(doc: DocVectors, story: StoryProfile) -> Features:
     """The similarity features of one pair, before the candidate-relative ones."""
-    days = days_apart(doc.published, story)
+    days = days_apart(doc, story)
     members = story.members
     idf_total = sum(doc.entity_idf.values())
     shared = [term for term in doc.entity_idf if term in story.entities]

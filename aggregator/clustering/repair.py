@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from aggregator.clustering.clusterer import ClusterLimits, fold_article, index_keys
+from aggregator.clustering.clusterer import ClusterLimits, fold_article, index_keys, merged_years
 from aggregator.clustering.features import DocVectors
 from aggregator.clustering.state import StoryProfile
-from aggregator.clustering.text import TermBags
+from aggregator.clustering.text import TermBags, mentioned_years
 from aggregator.clustering.vectors import SparseVector, add_pruned, cosine, tfidf_vector, top_terms
 
 K = TypeVar("K", bound=Hashable)
@@ -127,7 +127,8 @@ def merged_profile(a: StoryProfile, b: StoryProfile, limits: ClusterLimits) -> S
     if len(members) > limits.members:  # as the clusterer keeps them: the first and the latest
         members = [members[0], *members[len(members) - limits.members + 1 :]]
     sources = list(dict.fromkeys([*a.sources, *b.sources]))[: limits.sources]
-    return replace(merged, members=members, sources=sources)
+    years = merged_years(a.years, b.years, limits.years)
+    return replace(merged, members=members, sources=sources, years=years)
 
 
 def _survivor_first(
@@ -188,6 +189,7 @@ def weigh(
         entities=tfidf_vector(bags.entities, frequencies, documents),
         published=published,
         language=language,
+        years=mentioned_years(bags.entities),
     )
 
 

@@ -82,6 +82,7 @@ class StoryProfile:
     index_keys: list[str] = field(default_factory=list)
     members: list[MemberVectors] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    years: list[int] = field(default_factory=list)
 
     @cached_property
     def lengths(self) -> tuple[float, float, float]:
@@ -103,6 +104,7 @@ class StoryProfile:
             "index_keys": self.index_keys,
             "members": [member.to_json(digits) for member in self.members],
             "sources": self.sources,
+            "years": self.years,
         }
 
     @classmethod
@@ -119,6 +121,7 @@ class StoryProfile:
             index_keys=[str(k) for k in data["index_keys"]],
             members=[MemberVectors.from_json(item) for item in data.get("members", [])],
             sources=[str(source) for source in data.get("sources", [])],
+            years=[int(year) for year in data.get("years", [])],
         )
 
 

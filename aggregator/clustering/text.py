@@ -237,6 +237,15 @@ class TermBags:
         return set(self.title) | set(self.body) | set(self.entities)
 
 
+YEAR_RANGE = range(1900, 2100)
+
+
+def mentioned_years(entities: Counter[str]) -> frozenset[int]:
+    """The years (four-digit numbers 1900-2099) among an article's entity terms."""
+    numbers = (term[3:] for term in entities if term.startswith("e:#") and len(term) == 7)
+    return frozenset(year for year in map(int, numbers) if year in YEAR_RANGE)
+
+
 def clean_title(title: str) -> str:
     """Drop a trailing ' - Site Name' / ' | Site' / ' :: Site' suffix from a headline."""
     stripped = _SITE_SUFFIX.sub("", title.strip())

@@ -1,6 +1,8 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from aggregator.clustering import (
     ClusterDoc,
     ClusterModel,
@@ -9,7 +11,7 @@ from aggregator.clustering import (
     StoryProfile,
     load_default_model,
 )
-from aggregator.clustering.clusterer import index_keys
+from aggregator.clustering.clusterer import Assignment, index_keys
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -155,10 +157,11 @@ def test_story_profile_without_members_still_loads() -> None:
     assert stored is not None
     assert len(stored.members) == 1
     data = stored.to_json()
-    del data["members"], data["sources"]
+    del data["members"], data["sources"], data["years"]
     older = StoryProfile.from_json(data)
     assert older.members == []
     assert older.sources == []
+    assert older.years == []
     assert StoryProfile.from_json(stored.to_json()) == stored
 
 
@@ -171,3 +174,20 @@ def test_same_outlet_and_members_are_tracked() -> None:
     assert story is not None
     assert story.sources == ["a.example", "b.example"]
     assert len(story.members) == 2
+
+
+def test_undated_reports_naming_different_years_score_as_if_a_week_apart() -> None:
+    """Without dates, the years the texts name stand in for them: two reports naming different
+    years score as the same reports published a week (the time feature's cap) apart."""
+    first = (FIRE_1[0], FIRE_1[1] + " It was the worst fire since 2019.")
+    second = (FIRE_2[0], FIRE_2[1] + " Crews said the 2023 season was dry.")
+
+    def second_report(published: datetime | None, later: datetime | None) -> Assignment:
+        target = clusterer()
+        warm(target)
+        target.assign(doc("a", first, published=published))
+        return target.assign(doc("b", second, published=later))
+
+    undated = second_report(None, None)
+    assert undated.score == pytest.approx(second_report(DAY, DAY + timedelta(days=7)).score)
+    assert undated.score < second_report(DAY, DAY).score - 0.1

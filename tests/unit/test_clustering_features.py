@@ -24,6 +24,7 @@ def vectors(
     entities: dict[str, float] | None = None,
     published: datetime | None = DAY,
     source: str = "",
+    years: frozenset[int] = frozenset(),
 ) -> DocVectors:
     entities = entities or {}
     return DocVectors(
@@ -34,6 +35,7 @@ def vectors(
         language="en",
         source=source,
         entity_idf={term: 5.0 for term in entities},
+        years=years,
     )
 
 
@@ -82,7 +84,8 @@ def test_time_source_and_entity_features() -> None:
 
 
 def test_an_undated_pair_scores_as_a_same_day_pair() -> None:
-    """No date is no evidence either way: neither a time penalty nor a feature of its own."""
+    """No date (and no year in the texts) is no evidence either way: neither a time penalty
+    nor a feature of its own."""
     story = story_of(vectors({"w:fire": 0.6, "w:acme": 0.8}, entities={"e:acme": 1.0}))
 
     def features(published: datetime | None) -> dict[str, float]:
@@ -92,6 +95,28 @@ def test_an_undated_pair_scores_as_a_same_day_pair() -> None:
     assert features(None) == features(DAY)
     assert features(None) != features(DAY + timedelta(days=7))
     assert set(features(None)) <= set(FEATURE_NAMES)
+
+
+def test_undated_pairs_are_dated_by_the_years_their_texts_name() -> None:
+    """Without dates, texts naming different years are as far apart as the time feature
+    allows; a shared year, or a text naming none, is no time evidence."""
+    story = story_of(
+        vectors({"w:pirates": 1.0}, published=None, years=frozenset({2008})),
+        vectors({"w:pirates": 1.0}, published=None, years=frozenset({2009})),
+    )
+    assert story.years == [2008, 2009]
+
+    def log_days(years: set[int], published: datetime | None = None) -> float:
+        article = vectors({"w:pirates": 1.0}, published=published, years=frozenset(years))
+        return pair_features(article, story)["log_days"]
+
+    assert math.isclose(log_days({2011}), math.log1p(TIME_CAP_DAYS))
+    assert log_days({2009, 2011}) == 0.0
+    assert log_days(set()) == 0.0
+    assert log_days({2011}, published=DAY) == log_days({2011})  # one side undated: years
+    dated = story_of(vectors({"w:pirates": 1.0}, years=frozenset({2008})))
+    same_day = vectors({"w:pirates": 1.0}, years=frozenset({2011}))
+    assert pair_features(same_day, dated)["log_days"] == 0.0  # real dates win
 
 
 def test_title_cosine_and_rarest_shared_entity() -> None:

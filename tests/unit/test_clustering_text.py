@@ -1,6 +1,6 @@
 import pytest
 
-from aggregator.clustering.text import clean_title, extract_terms
+from aggregator.clustering.text import clean_title, extract_terms, mentioned_years
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,12 @@ def test_extract_terms_finds_entities_and_numbers() -> None:
     assert "e:fire" not in bags.entities  # written in lower case in the body
     assert "w:warehouse" in bags.title
     assert "w:the" not in bags.body
+
+
+def test_mentioned_years_are_four_digit_numbers_of_the_last_two_centuries() -> None:
+    bags = extract_terms(
+        "Frigate captures pirates in 2008",
+        "The navy said 1,500 sailors and 2,011 tonnes of cargo were involved, as in 1999 and "
+        "in 2008; the 12 pirates face trial in 2009, or by 2150.",
+    )
+    assert mentioned_years(bags.entities) == {1999, 2008, 2009}
