@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from aggregator import pipeline, store
 from aggregator.db import session_scope
@@ -76,18 +76,9 @@ def test_a_fetch_waiting_for_its_retry_is_not_sent_again(
             ("never retried", None),
         ):
             url = f"https://a.example/{guid.replace(' ', '-')}"
-            article = Article(
-                source_id=source.id or 0,
-                guid=guid,
-                url=url,
-                canonical_url=url,
-                discovered_at=now - timedelta(hours=2),
-            )
-            session.add(article)
-            session.flush()
+            ids[guid] = _pending(session, source.id or 0, url, now - timedelta(hours=2))
             if retry_due is not None:
-                pipeline.note_fetch_retry(article.id or 0, session=session, due=retry_due)
-            ids[guid] = article.id
+                pipeline.note_fetch_retry(ids[guid], session=session, due=retry_due)
     with session_scope(engine) as session:
         to_fetch, _ = store.stalled_article_ids(session=session, before=now - deadline, limit=10)
     assert sorted(to_fetch) == sorted([ids["retry lost"], ids["never retried"]])
@@ -113,16 +104,7 @@ def test_the_in_process_crawl_waits_for_a_busy_host_and_fetches_every_page(
         source, _ = store.add_source(session=session, url=site.url("/feed"), now=now)
         for n in range(3):
             url = site.serve(f"/p{n}", PAGE.replace("new library", f"new library number {n}"))
-            article = Article(
-                source_id=source.id or 0,
-                guid=f"p{n}",
-                url=url,
-                canonical_url=url,
-                discovered_at=now,
-            )
-            session.add(article)
-            session.flush()
-            ids.append(article.id or 0)
+            ids.append(_pending(session, source.id or 0, url, now))
     runtime = build_runtime(settings)
     runtime.fetcher = Fetcher(settings, limiter=limiter)
     use_runtime(runtime)
@@ -136,3 +118,13 @@ def test_the_in_process_crawl_waits_for_a_busy_host_and_fetches_every_page(
     assert statuses == [ExtractionStatus.EXTRACTED.value] * 3
     assert pauses and set(pauses) == {tasks.EAGER_BUSY_WAIT_SECONDS}
     assert [site.hits.count(f"/p{n}") for n in range(3)] == [1, 1, 1]
+
+
+def _pending(session: Session, source_id: int, url: str, discovered_at: datetime) -> int:
+    """A new article of the source, not yet fetched; its id."""
+    article = Article(
+        source_id=source_id, guid=url, url=url, canonical_url=url, discovered_at=discovered_at
+    )
+    session.add(article)
+    session.flush()
+    return article.id or 0
