@@ -60,11 +60,28 @@ def poll_feed(source_id: int, lease: str | None = None) -> int:
 @app.task(name="workers.tasks.fetch_article", bind=True, max_retries=None, **TRANSIENT_RETRY)
 def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> bool:
     """`failures`: the transient failures so far (waits for a busy host are not counted)."""
+    try:
+        to_cluster = _fetch(article_id, failures, wait_for_host=self.request.is_eager)
+    except pipeline.RetryLater as exc:
+        countdown = fetch_retry_countdown(exc.countdown, failures)
+        with session_scope(runtime().engine) as session:
+            due = _now() + timedelta(seconds=countdown)
+            pipeline.note_fetch_retry(article_id, session=session, due=due)
+        args = (article_id, failures + exc.failed)
+        raise self.retry(exc=exc, args=args, countdown=countdown) from exc
+    if to_cluster:
+        _cluster_soon(article_id)
+    return to_cluster
+
+
+def _fetch(article_id: int, failures: int, *, wait_for_host: bool) -> bool:
+    """One fetch of the article. With `wait_for_host` (the in-process crawl, which has no broker
+    to hold a retry), a host that has spent its request budget is waited for here."""
     rt = runtime()
     while True:
         try:
             with session_scope(rt.engine) as session:
-                to_cluster = pipeline.fetch_article(
+                return pipeline.fetch_article(
                     article_id,
                     session=session,
                     fetcher=rt.fetcher,
@@ -72,20 +89,10 @@ def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> b
                     now=_now(),
                     final_attempt=failures >= rt.settings.fetch_retries,
                 )
-            break
         except pipeline.RetryLater as exc:
-            if self.request.is_eager and not exc.failed:
-                time.sleep(EAGER_BUSY_WAIT_SECONDS)  # the in-process crawl waits for the host
-                continue
-            countdown = fetch_retry_countdown(exc.countdown, failures)
-            due = _now() + timedelta(seconds=countdown)
-            with session_scope(rt.engine) as session:
-                pipeline.note_fetch_retry(article_id, session=session, due=due)
-            failures += exc.failed
-            raise self.retry(exc=exc, args=(article_id, failures), countdown=countdown) from exc
-    if to_cluster:
-        _cluster_soon(article_id)
-    return to_cluster
+            if exc.failed or not wait_for_host:
+                raise
+            time.sleep(EAGER_BUSY_WAIT_SECONDS)
 
 
 # Redis redelivers a task it has not seen acknowledged within its visibility timeout (an hour by
@@ -94,8 +101,7 @@ def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> b
 LONGEST_RETRY_COUNTDOWN = 1800.0
 
 
-# `aggregator crawl` runs the tasks in its own process, with no broker to hold a retry: a page whose
-# host has spent its request budget is tried again after this pause instead.
+# The in-process crawl's pause before it tries a busy host again (see _fetch).
 EAGER_BUSY_WAIT_SECONDS = 2.0
 
 
