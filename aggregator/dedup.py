@@ -79,10 +79,13 @@ _WALL = re.compile(
     re.IGNORECASE,
 )
 # Notices that sit on real articles too ("Please enable JavaScript to watch this video", cookie
-# banners): a page is a wall for them only if little else is on it.
+# banners, e-mail alert and newsletter widgets): a page is a wall for them only if little else
+# is on it.
 _NOTICE = re.compile(
     r"enable (?:javascript|cookies)|(?:accept|manage) (?:all )?cookies|"
-    r"cookie (?:policy|settings|consent)",
+    r"cookie (?:policy|settings|consent)|"
+    r"e-?mail (?:notifications|alerts)|your notification|delivered to your inbox|"
+    r"(?:sign up|subscribe) (?:for|to) (?:our|the) (?:\w+ )?newsletter",
     re.IGNORECASE,
 )
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")

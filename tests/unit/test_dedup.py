@@ -62,6 +62,13 @@ def test_another_report_of_the_same_event_is_not() -> None:
 
 
 VIDEO_NOTICE = "Please enable JavaScript to watch this video.\n\n"
+# A news site's author-alert widget, standing where the article failed to load.
+ALERT_WIDGET = (
+    "Close Get email notifications on Jane Roe daily!\n\nYour notification has been saved.\n\n"
+    "There was a problem saving your notification.\n\nWhenever Jane Roe posts new content, "
+    "you'll get an email delivered to your inbox with a link.\n\nEmail notifications are only "
+    "sent once a day, and only if there are new matching items."
+)
 SHORT_NEWS = (
     "Three people were taken to hospital on Saturday night after two cars collided outside the "
     "city stadium, police said. The drivers, both under 25, had left a concert minutes earlier. "
@@ -90,6 +97,9 @@ SHORT_NEWS = (
         ("Saints lose Bush", SHORT_NEWS + " Bush ran for 404 yards this season.", False),
         ("Cookies", "We use cookies. " + VIDEO_NOTICE, True),  # notices and nothing else
         ("Council votes", "Subscribe to continue reading. " + SHORT_NEWS[:200], True),  # teaser
+        ("Shooting victim identified", ALERT_WIDGET, True),  # an alert widget, no article
+        ("Stadium crash", ALERT_WIDGET + "\n\n" + SHORT_NEWS, False),  # the widget above a report
+        ("Stadium crash", SHORT_NEWS + " Sign up for our daily newsletter.", False),
         (
             "Cookies and cake",
             "A 404-word essay on cookies. " + "Baking is a craft of patience. " * 40,
