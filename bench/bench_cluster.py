@@ -4,7 +4,7 @@ python bench/bench_cluster.py ../shared/data/clustering [--sizes 1000,10000,1000
                                                         [--sql-sizes 1000,10000] [--probe N]
 
 The three labelled dev files are replayed as one stream, copy after copy, each copy shifted in
-time past the previous one and made distinct (every word gets a per-copy suffix), so that every
+time past the previous one and made distinct (every token gets a per-copy suffix), so that every
 replayed article takes the full clustering path: no copy is caught as a duplicate of an earlier
 one, and the vocabulary grows as a real stream's does. At each size, the next `--probe`
 articles are timed: by default one full pass over the labelled rows (4,068), so that every size
@@ -40,6 +40,7 @@ from aggregator.clustering import (
     load_default_model,
 )
 from aggregator.clustering.evaluate import stream_order
+from aggregator.clustering.text import STOPWORDS
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.dedup import content_hash
 from aggregator.models import Article, ExtractionStatus
@@ -47,7 +48,7 @@ from aggregator.settings import Settings
 
 FILES = ("neus_raw", "gva_dev", "ecbplus_dev")
 START = datetime(2030, 1, 1, tzinfo=UTC)
-_WORD = re.compile(r"\w+")
+_TOKEN = re.compile(r"[^\W_]+")  # the clusterer's word characters (clustering/text.py)
 
 
 def load_rows(data_dir: Path) -> list[dict[str, Any]]:
@@ -59,21 +60,36 @@ def load_rows(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def replay(rows: list[dict[str, Any]]) -> Iterator[ClusterDoc]:
-    """An endless stream: copy k of the rows, dated after copy k-1, every word suffixed by k."""
+    """An endless stream: copy k of the rows, dated after copy k-1, every token made k's own."""
     copy = 0
     while True:
-        suffix = f"q{copy}"
         for index, row in enumerate(rows):
             published = START + timedelta(days=40 * copy, minutes=index)
             yield ClusterDoc(
                 key=f"{copy}-{row['id']}",
-                title=_WORD.sub(lambda m, s=suffix: m.group() + s, str(row.get("title") or "")),
-                text=_WORD.sub(lambda m, s=suffix: m.group() + s, str(row.get("text") or "")),
+                title=distinct(str(row.get("title") or ""), copy),
+                text=distinct(str(row.get("text") or ""), copy),
                 published=published,
                 source=str(row.get("source") or ""),
                 language="en",
             )
         copy += 1
+
+
+def distinct(text: str, copy: int) -> str:
+    """The text with every token suffixed for its copy: words with three letters, numbers with
+    four digits, so each stays the kind of token it was. (A digit suffix on words split
+    "O'Connor" into a word and a number that every article of the copy then shared: copies 10
+    and up had an entity in common, and their candidate lists grew.) Stop words stay as they
+    are, so the clusterer drops them as it does in the labelled rows."""
+    letters = "q" + chr(97 + copy // 26 % 26) + chr(97 + copy % 26)
+
+    def own(token: str) -> str:
+        if token.lower() in STOPWORDS:  # dropped by the clusterer, as in the original
+            return token
+        return token + (f"{copy:04d}" if token.isdigit() else letters)
+
+    return _TOKEN.sub(lambda m: own(m.group()), text)
 
 
 def bench_in_memory(rows: list[dict[str, Any]], sizes: list[int], probe: int) -> dict[int, float]:
