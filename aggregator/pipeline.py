@@ -576,6 +576,7 @@ def _cluster_or_record(
         if article is not None:
             article.extraction_status = ExtractionStatus.FAILED.value
             article.fetch_error = f"clustering failed: {type(error).__name__}: {error}"[:500]
+            _settle_waiting_copies(article, session=session)
         return None
 
 
@@ -596,6 +597,7 @@ def _cluster_locked(
         return article.story_id if article else None
     if article.duplicate_of_id is None:
         if _mark_if_boilerplate(article):
+            _settle_waiting_copies(article, session=session)
             return None
         _mark_if_near_duplicate(article, session=session)
     if article.duplicate_of_id is not None:
@@ -603,6 +605,10 @@ def _cluster_locked(
     story = _assign_story(article, session=session, settings=settings, now=now)
     _gather_duplicates(article, story, session=session)
     return story.id
+
+
+# Originals settled without a story: their copies are settled with them.
+_STORYLESS = (ExtractionStatus.BOILERPLATE.value, ExtractionStatus.FAILED.value)
 
 
 def _mark_if_boilerplate(article: Article) -> bool:
@@ -675,8 +681,24 @@ def _gather_duplicates(original: Article, story: Story, *, session: Session) -> 
         story.article_count += 1
 
 
+def _settle_waiting_copies(original: Article, *, session: Session) -> None:
+    """Copies that wait for their original's story get its verdict instead: it has none."""
+    for copy in store.unclustered_duplicates(session=session, original_id=original.id or 0):
+        _settle_as_copy(copy, original)
+
+
+def _settle_as_copy(copy: Article, original: Article) -> None:
+    """A copy of a page that no story will hold (a wall page, or a text the clusterer failed
+    on) takes its original's status, so that it does not wait for a story forever."""
+    copy.extraction_status = original.extraction_status
+    copy.fetch_error = f"copy of article {original.id}: {original.fetch_error}"[:500]
+
+
 def _follow_original(article: Article, *, session: Session) -> int | None:
     original = session.get(Article, article.duplicate_of_id)
+    if original is not None and original.extraction_status in _STORYLESS:
+        _settle_as_copy(article, original)
+        return None
     if original is None or original.story_id is None:
         return None  # the original's clustering will gather this copy
     article.story_id = original.story_id

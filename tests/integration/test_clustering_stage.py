@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from aggregator import pipeline
+from aggregator import pipeline, store
 from aggregator.cli import main
 from aggregator.cluster_eval import article_for_row
 from aggregator.cluster_store import SqlClusterState
@@ -114,6 +114,44 @@ def test_wall_pages_never_start_or_join_a_story(engine: Engine, settings: Settin
     article = _article(engine, wall)
     assert article.extraction_status == ExtractionStatus.BOILERPLATE
     assert article.story_id is None and "not an article" in (article.fetch_error or "")
+
+
+WALL_TITLE = "Subscribe to read"
+WALL_TEXT = "Subscribe now to continue reading. Already a subscriber? Sign in here."
+
+
+def _copy_of(engine: Engine, source: str, original: int, hours: int) -> int:
+    """An exact copy of the original's page from another outlet, as the fetch stage marks it."""
+    copy = _add(engine, source, WALL_TITLE, WALL_TEXT, hours)
+    with session_scope(engine) as session:
+        article = session.get(Article, copy)
+        assert article is not None
+        article.duplicate_of_id = original
+        article.extraction_status = ExtractionStatus.DUPLICATE.value
+    return copy
+
+
+def _stalled(engine: Engine) -> list[int]:
+    with session_scope(engine) as session:
+        later = NOW + timedelta(days=30)
+        to_fetch, to_cluster = store.stalled_article_ids(session=session, before=later, limit=100)
+        return to_fetch + to_cluster
+
+
+def test_copies_of_a_wall_page_are_walls_too_whichever_is_clustered_first(
+    engine: Engine, settings: Settings
+) -> None:
+    wall = _add(engine, "paper", WALL_TITLE, WALL_TEXT)
+    early_copy = _copy_of(engine, "gazette", wall, 1)
+    assert _cluster(engine, settings, early_copy) is None  # its original has no verdict yet
+    assert _cluster(engine, settings, wall) is None
+    late_copy = _copy_of(engine, "ledger", wall, 2)
+    assert _cluster(engine, settings, late_copy) is None
+    for copy in (early_copy, late_copy):
+        article = _article(engine, copy)
+        assert article.extraction_status == ExtractionStatus.BOILERPLATE
+        assert article.story_id is None and f"copy of article {wall}" in (article.fetch_error or "")
+    assert _stalled(engine) == []  # settled: the sweep never sends them again
 
 
 def test_state_survives_a_restart(engine: Engine, settings: Settings, database_url: str) -> None:
@@ -286,6 +324,12 @@ def test_an_article_the_clusterer_fails_on_is_recorded_and_the_backlog_goes_on(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE, 1)
+    copy = _add(engine, "gazette", "Missile strike wounds six in Kryvyi Rih", STRIKE, 2)
+    with session_scope(engine) as session:  # the fetch stage marks exact copies
+        article = session.get(Article, copy)
+        assert article is not None
+        article.duplicate_of_id = broken
+        article.extraction_status = ExtractionStatus.DUPLICATE.value
     comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
     cluster_locked = pipeline._cluster_locked
 
@@ -302,6 +346,10 @@ def test_an_article_the_clusterer_fails_on_is_recorded_and_the_backlog_goes_on(
     assert failed.fetch_error == "clustering failed: ValueError: no vectors for this text"
     assert _article(engine, comet).story_id is not None
     assert _cluster_in_turn(engine, settings, broken) == 1  # settled: not clustered again
+    settled_copy = _article(engine, copy)  # and its copy with it, instead of waiting for a story
+    assert settled_copy.extraction_status == ExtractionStatus.FAILED.value
+    assert settled_copy.fetch_error == f"copy of article {broken}: {failed.fetch_error}"
+    assert _stalled(engine) == []
 
 
 def test_clustering_waits_for_an_earlier_article_still_being_fetched(
