@@ -22,9 +22,11 @@ from sqlalchemy.engine import Engine, make_url
 from aggregator.cli import main
 from aggregator.db import make_engine, upgrade_database
 from aggregator.settings import Settings, get_settings
+from tests.netguard.sitecustomize import local_only
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+NETGUARD = Path(__file__).resolve().parent / "netguard"
 POSTGRES_URL = os.environ.get(
     "AGGREGATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -177,29 +179,12 @@ def site() -> Iterator[FixtureSite]:
     server.server_close()
 
 
-_LOCAL_NAMES = {"localhost", "localhost.localdomain"}
-
-
 @pytest.fixture(autouse=True, scope="session")
 def no_name_lookups_off_this_machine() -> Iterator[None]:
-    """Tests never ask a DNS server: a host name other than localhost fails to resolve here,
-    before any packet leaves. (IP literals pass; the fetcher's guard decides about them.)"""
-    real_getaddrinfo = socket.getaddrinfo
-
-    def local_only(host: object, *args: object, **kwargs: object) -> object:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        if name.lower() not in _LOCAL_NAMES and not _is_ip_literal(name):
-            raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no names: {name}")
-        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-
+    """Tests never ask a DNS server: a host name other than localhost fails to resolve, here and
+    in the Python processes tests start (see tests/netguard/sitecustomize.py)."""
+    paths = [str(NETGUARD), *filter(None, [os.environ.get("PYTHONPATH")])]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo", local_only)
+        patch.setattr(socket, "getaddrinfo", local_only(socket.getaddrinfo))
+        patch.setenv("PYTHONPATH", os.pathsep.join(paths))
         yield
-
-
-def _is_ip_literal(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]").split("%")[0])
-    except ValueError:
-        return False
-    return True
