@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
@@ -97,6 +97,22 @@ def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
         author=_clean_text(raw.get("author", "")) or None,
         entry_hash=entry_hash(title, summary, link),
     )
+
+
+# A claimed publication date is not believed when it is later than the moment the item was seen
+# (beyond clock skew: a scheduled post, a wrong time zone) or earlier than web publishing (a zero
+# date such as the Unix epoch). Believed, it would keep a story first among the latest until
+# that day, or have retention drop a new article at once.
+CLOCK_SKEW = timedelta(minutes=15)
+EARLIEST_PLAUSIBLE = datetime(1995, 1, 1, tzinfo=UTC)
+
+
+def plausible_date(claimed: datetime | None, seen: datetime) -> datetime | None:
+    """``claimed`` if an item seen at ``seen`` can have been published then, else None (so the
+    next-best date applies: the page's own, then the discovery time)."""
+    if claimed is None or not EARLIEST_PLAUSIBLE <= claimed <= seen + CLOCK_SKEW:
+        return None
+    return claimed
 
 
 def entry_hash(title: str, summary: str, link: str) -> str:

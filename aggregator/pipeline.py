@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -51,6 +51,7 @@ from aggregator.feeds import (
     feed_links,
     is_feed,
     parse_feed,
+    plausible_date,
 )
 from aggregator.fetch import Fetcher, FetchError, FetchErrorKind, FetchResult
 from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, Story
@@ -234,7 +235,8 @@ def _store_entries(
 ) -> list[int]:
     to_fetch = []
     expired_before = retention.retention_cutoff(settings, now)
-    for entry in feed.entries[: settings.max_entries_per_poll]:
+    for claimed in feed.entries[: settings.max_entries_per_poll]:
+        entry = replace(claimed, published=plausible_date(claimed.published, now))
         if entry.published is not None and entry.published < expired_before:
             continue  # retention would purge it at once
         article_id = _store_entry(source, entry, session=session, now=now)
@@ -485,7 +487,7 @@ def _apply_extraction(
         article.author = article.author or extracted.author
         article.language = extracted.language
         article.image_url = extracted.image_url
-        article.published_at = article.published_at or extracted.published
+        article.published_at = article.published_at or plausible_date(extracted.published, now)
         article.extraction_status = ExtractionStatus.EXTRACTED.value
     elif article.summary:
         article.text = article.summary

@@ -2,7 +2,9 @@
 
 Each outlet of ``neus_raw.jsonl`` becomes a site on its own loopback address (127.0.0.2, .3, …)
 with one RSS feed (``/feed.xml``, all its entries, newest first, ETag-aware) and one HTML page per
-article (``/a/<id>``). Publication dates are shifted so that the newest day of the file is today.
+article (``/a/<id>``). Publication dates are shifted so that the newest day of the file is
+yesterday: every entry lies in the past, as in a real feed (the service does not believe a date
+later than the moment it sees the entry).
 A few misbehaving hosts (127.0.1.x) sit beside them: a slow one (its feed answers after seconds,
 its pages too, and it carries a few synthetic articles), one that answers 500, one that answers
 429 with Retry-After, and one whose feed is malformed XML.
@@ -56,11 +58,11 @@ class FarmOutlet:
 
 def load_outlets(path: Path, *, today: date, feeds: int | None = None) -> list[FarmOutlet]:
     """Outlets of the file, largest first (then by name); the first `feeds` of them.
-    Each day of the file is moved so that the newest becomes `today` (articles at 12:00 UTC,
-    spread over the day by a minute per article so the feed order is stable)."""
+    Each day of the file is moved so that the newest becomes the day before `today` (articles
+    spread over the day from 00:00 UTC by a minute per article, so the feed order is stable)."""
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     newest = max(date.fromisoformat(r["published"]) for r in rows if r["published"])
-    shift = today - newest
+    shift = today - timedelta(days=1) - newest
     by_outlet: dict[str, list[FarmArticle]] = defaultdict(list)
     for index, row in enumerate(rows):
         day = date.fromisoformat(row["published"]) + shift

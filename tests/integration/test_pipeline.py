@@ -111,3 +111,37 @@ def test_second_run_adds_nothing(engine: Engine, settings: Settings, site: Fixtu
     with session_scope(engine) as session:
         after = (len(session.exec(select(Article)).all()), len(session.exec(select(Story)).all()))
     assert after == before == (4, 3)
+
+
+def _dated_feed(site: FixtureSite, items: list[tuple[str, str]]) -> str:
+    """A feed whose items (path, pubDate) link to pages of this site."""
+    entries = "".join(
+        f"<item><guid>{path}</guid><link>{site.url(path)}</link><title>Item {path}</title>"
+        f"<pubDate>{date}</pubDate></item>"
+        for path, date in items
+    )
+    body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Dates</title>{entries}</channel></rss>'
+    return site.serve("/dated.xml", body)
+
+
+def test_implausible_publication_dates_give_way_to_the_next_best(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    """A feed date after the entry was seen or before the web gives way to the page's own date,
+    and if that is implausible too, to the discovery time; the article is kept either way."""
+    site.serve("/future", article_page("Strike", STRIKE, published="2025-12-04T09:00:00Z"))
+    site.serve("/epoch", article_page("Comet", COMET, published="2099-01-01T00:00:00Z"))
+    feed = _dated_feed(
+        site,
+        [
+            ("/future", "Thu, 01 Jan 2099 00:00:00 +0000"),
+            ("/epoch", "Thu, 01 Jan 1970 00:00:00 +0000"),
+        ],
+    )
+    assert len(_run_once(engine, settings, feed)) == 2
+    with session_scope(engine) as session:
+        dates = {a.guid: a.published_at for a in session.exec(select(Article)).all()}
+    assert dates == {
+        "/future": datetime(2025, 12, 4, 9, 0, tzinfo=UTC),  # the page's own date
+        "/epoch": NOW,  # seen then: the discovery time
+    }

@@ -2,11 +2,12 @@
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from aggregator.feeds import FeedError, parse_feed
+from aggregator.feeds import FeedError, parse_feed, plausible_date
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 FEED_URL = "https://feeds.example/feed.xml"
@@ -48,3 +49,24 @@ def test_relative_links_resolve_against_the_feed_url() -> None:
 def test_non_feeds_are_refused(body: bytes) -> None:
     with pytest.raises(FeedError, match="not a feed"):
         parse_feed(body, url=FEED_URL)
+
+
+SEEN = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "believed"),
+    [
+        (None, False),
+        (SEEN - timedelta(hours=3), True),  # the usual case
+        (SEEN - timedelta(days=4000), True),  # old, but of the web era: retention decides
+        (SEEN + timedelta(minutes=10), True),  # the publisher's clock runs a little ahead
+        (SEEN + timedelta(hours=5), False),  # a wrong time zone, or a scheduled post
+        (SEEN + timedelta(days=365 * 70), False),
+        (datetime(1970, 1, 1, tzinfo=UTC), False),  # a zero date
+    ],
+)
+def test_only_a_plausible_publication_date_is_believed(
+    claimed: datetime | None, believed: bool
+) -> None:
+    assert plausible_date(claimed, SEEN) == (claimed if believed else None)
