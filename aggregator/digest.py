@@ -23,6 +23,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from aggregator.ranking import hot_score
 
+# A daily digest's stories are all new to its reader, from a window of a day or more: recency
+# halves a story's score once a day there, not every 12 hours as in listings: at 12 hours a story
+# from the morning needed twice the outlets of one from the evening to rank above it.
+DIGEST_HALF_LIFE_HOURS = 24.0
 SUMMARY_SENTENCES = 3
 SUMMARY_MAX_CHARS = 480
 LEAD_SENTENCES = 8  # sentences per article considered for the summary
@@ -171,6 +175,7 @@ def _score(story: CandidateStory, now: datetime) -> float:
         last_seen=story.last_seen,
         now=now,
         recent_articles=story.recent_articles,
+        half_life_hours=DIGEST_HALF_LIFE_HOURS,
     )
 
 

@@ -7,7 +7,7 @@
 - ``articles - outlets``: further articles of those outlets (follow-ups), worth a quarter each;
 - ``recent``: growth, the articles published in the GROWTH_WINDOW before ``now``;
 - ``age_hours``: hours from the story's last article to ``now`` (never negative), halving the
-  score every HALF_LIFE_HOURS.
+  score every HALF_LIFE_HOURS (listings; the daily digest passes its own, see digest.py).
 
 With ``now`` fixed, the score never falls when a story gains an article (every term grows or
 stays), which keeps cursor pagination over it free of repeats.
@@ -26,7 +26,13 @@ HOT_WINDOW = timedelta(hours=96)  # older stories score below 1/256 of their mas
 
 
 def hot_score(
-    *, outlets: int, articles: int, last_seen: datetime, now: datetime, recent_articles: int = 0
+    *,
+    outlets: int,
+    articles: int,
+    last_seen: datetime,
+    now: datetime,
+    recent_articles: int = 0,
+    half_life_hours: float = HALF_LIFE_HOURS,
 ) -> float:
     """The hot score of a story from its counts, its last article's time and its growth."""
     mass = (
@@ -35,4 +41,4 @@ def hot_score(
         + GROWTH_WEIGHT * max(recent_articles, 0)
     )
     age_hours = max((now - last_seen).total_seconds() / 3600.0, 0.0)
-    return mass * math.pow(2.0, -age_hours / HALF_LIFE_HOURS)
+    return mass * math.pow(2.0, -age_hours / half_life_hours)

@@ -111,7 +111,7 @@ def test_demo_refuses_a_store_with_other_data(tmp_path: Path, sqlite_url: str) -
 def _assert_demo_digest(file: Path, seed_titles: set[str]) -> None:
     """The demo day's digest, written where the user ran the demo: a mail with both parts that
     carries the seed's story (its headline: one of its articles' titles). It need not lead: the
-    corpus's newest stories are a day younger, and the hot score halves every 12 hours."""
+    corpus's newest stories are a day younger, and a digest's score halves every 24 hours."""
     message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
     assert message.get_content_type() == "multipart/alternative"
     assert message["Message-ID"] and message["List-Unsubscribe"]

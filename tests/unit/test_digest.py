@@ -110,8 +110,14 @@ def _select(stories: list[CandidateStory], **kwargs: object) -> digest.Selection
 
 
 def test_stories_are_ranked_by_outlets_and_recency() -> None:
-    stories = [_story(1, 2), _story(2, 6), _story(3, 6, hours_ago=30), _story(4, 4)]
-    assert _ids(_select(stories)) == [2, 4, 1, 3]
+    stories = [
+        _story(1, 2),
+        _story(2, 6),
+        _story(3, 6, hours_ago=22),  # this morning's big story stays above the evening's small one
+        _story(4, 4),
+        _story(5, 3, hours_ago=40),
+    ]
+    assert _ids(_select(stories)) == [2, 4, 3, 1, 5]
 
 
 def test_selection_stops_at_the_readers_maximum() -> None:
