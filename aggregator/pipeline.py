@@ -609,10 +609,6 @@ def _cluster_locked(
     return story.id
 
 
-# Originals settled without a story: their copies are settled with them.
-_STORYLESS = (ExtractionStatus.BOILERPLATE.value, ExtractionStatus.FAILED.value)
-
-
 def _mark_if_boilerplate(article: Article) -> bool:
     reason = boilerplate_reason(article.title, article.text)
     if reason is not None:
@@ -698,7 +694,7 @@ def _settle_as_copy(copy: Article, original: Article) -> None:
 
 def _follow_original(article: Article, *, session: Session) -> int | None:
     original = session.get(Article, article.duplicate_of_id)
-    if original is not None and original.extraction_status in _STORYLESS:
+    if original is not None and original.extraction_status not in store.CLUSTERED_STATUSES:
         _settle_as_copy(article, original)
         return None
     if original is None or original.story_id is None:

@@ -120,14 +120,19 @@ WALL_TITLE = "Subscribe to read"
 WALL_TEXT = "Subscribe now to continue reading. Already a subscriber? Sign in here."
 
 
-def _copy_of(engine: Engine, source: str, original: int, hours: int) -> int:
-    """An exact copy of the original's page from another outlet, as the fetch stage marks it."""
-    copy = _add(engine, source, WALL_TITLE, WALL_TEXT, hours)
+def _mark_copy(engine: Engine, copy: int, original: int) -> None:
+    """Mark an article an exact copy of the original, as the fetch stage does."""
     with session_scope(engine) as session:
         article = session.get(Article, copy)
         assert article is not None
         article.duplicate_of_id = original
         article.extraction_status = ExtractionStatus.DUPLICATE.value
+
+
+def _copy_of(engine: Engine, source: str, original: int, hours: int) -> int:
+    """An exact copy of the wall page from another outlet."""
+    copy = _add(engine, source, WALL_TITLE, WALL_TEXT, hours)
+    _mark_copy(engine, copy, original)
     return copy
 
 
@@ -325,11 +330,7 @@ def test_an_article_the_clusterer_fails_on_is_recorded_and_the_backlog_goes_on(
 ) -> None:
     broken = _add(engine, "wire", "Missile strike wounds six in Kryvyi Rih", STRIKE, 1)
     copy = _add(engine, "gazette", "Missile strike wounds six in Kryvyi Rih", STRIKE, 2)
-    with session_scope(engine) as session:  # the fetch stage marks exact copies
-        article = session.get(Article, copy)
-        assert article is not None
-        article.duplicate_of_id = broken
-        article.extraction_status = ExtractionStatus.DUPLICATE.value
+    _mark_copy(engine, copy, broken)
     comet = _add(engine, "science", "Comet on unusual orbit spotted", COMET, 5)
     cluster_locked = pipeline._cluster_locked
 
