@@ -3,7 +3,10 @@ robots.txt and the address guard.
 
 The guard resolves each host once, checks every address, and connects to the address it checked
 (a network backend under httpx), so a DNS answer that changes between check and connect (DNS
-rebinding) cannot reach a private address. Host header and TLS SNI keep the host name."""
+rebinding) cannot reach a private address. Host header and TLS SNI keep the host name.
+
+Every socket read and write under a fetch waits at most until that fetch's deadline, so a server
+that trickles headers, or body bytes that decode to nothing, cannot hold a fetch past it."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -28,6 +32,7 @@ from aggregator.urls import IpAddress, IpNetwork, is_address_allowed
 Resolver = Callable[[str, int], list[IpAddress]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ROBOTS_MAX_BYTES = 512 * 1024
+_DEADLINE: ContextVar[float | None] = ContextVar("fetch_deadline", default=None)
 
 
 class FetchErrorKind(StrEnum):
@@ -112,14 +117,22 @@ class GuardedBackend(httpcore.NetworkBackend):
         addresses = self._guard.checked_addresses(host, port)
         for address in addresses[:-1]:
             try:
-                return self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
+                return self._connect(str(address), port, timeout, local_address, socket_options)
             except httpcore.ConnectError:
                 continue
-        return self._inner.connect_tcp(
-            str(addresses[-1]), port, timeout, local_address, socket_options
-        )
+        return self._connect(str(addresses[-1]), port, timeout, local_address, socket_options)
+
+    def _connect(
+        self,
+        address: str,
+        port: int,
+        timeout: float | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> httpcore.NetworkStream:
+        timeout = _until_deadline(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+        return DeadlineStream(stream)
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -128,6 +141,56 @@ class GuardedBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by the current fetch's deadline, not only by the
+    per-read timeout a trickling server can renew byte by byte."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _until_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _until_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _until_deadline(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+def _until_deadline(timeout: float | None, error: type[Exception]) -> float | None:
+    """The timeout cut to what is left before the current fetch's deadline, if there is one."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise error("the whole request is over its deadline")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+@contextmanager
+def _deadline_in(seconds: float) -> Iterator[None]:
+    """Socket waits in this block end `seconds` from now (real time, as sockets wait)."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 class GuardedTransport(httpx.HTTPTransport):
@@ -216,6 +279,7 @@ class Fetcher:
         timeout = self._hop_timeout(deadline, url)
         try:
             with (
+                _deadline_in(deadline - self._clock()),
                 self._host_slot(urlsplit(url).hostname or ""),
                 self._client.stream("GET", url, headers=headers, timeout=timeout) as response,
             ):

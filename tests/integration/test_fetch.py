@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import socket
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -53,8 +56,7 @@ def _fetcher(*, allow_loopback: bool = True, **overrides: object) -> Fetcher:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         fetch_allow_networks=[LOOPBACK] if allow_loopback else [],
-        fetch_timeout=5,
-        **overrides,  # type: ignore[arg-type]
+        **{"fetch_timeout": 5, **overrides},  # type: ignore[arg-type]
     )
     return Fetcher(settings, resolver=_resolver, network_backend=LoopbackOnlyBackend())
 
@@ -266,3 +268,82 @@ def test_a_redirect_to_a_rebinding_host_connects_to_the_checked_address(
     fetcher, _ = _rebinding_fetcher(resolver)
     assert fetcher.fetch(site.url("/r"), max_bytes=100).body == b"the real site"
     assert trap.hits == []
+
+
+# ---------------------------------------------------------------- whole-request deadline
+
+
+@dataclass
+class Trickler:
+    """A raw server on loopback that sends `script`, then `drip` every 50 ms for at most 10 s,
+    and never finishes the response."""
+
+    url: str = ""
+    script: list[bytes] = field(default_factory=lambda: [b"HTTP/1.1 200 OK\r\n"])
+    drip: bytes = b"X"
+
+
+@pytest.fixture
+def trickler() -> Iterator[Trickler]:
+    listener = socket.create_server(("127.0.0.7", 0))
+    listener.settimeout(10)
+    trickle = Trickler(url=f"http://127.0.0.7:{listener.getsockname()[1]}/slow")
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            ends = time.monotonic() + 10
+            try:
+                conn.sendall(b"".join(trickle.script))
+                while not stop.is_set() and time.monotonic() < ends:
+                    conn.sendall(trickle.drip)
+                    stop.wait(0.05)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield trickle
+    stop.set()
+    listener.close()
+    thread.join(timeout=11)
+
+
+def _fetch_within(url: str, seconds: float, **settings: object) -> BaseException | None:
+    """The error a fetch ends with, failing the test if it is still running after `seconds`."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            _fetcher(**settings).fetch(url, max_bytes=1_000_000)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert outcome, f"the fetch was still running after {seconds} s"
+    return outcome[0]
+
+
+def test_headers_trickled_byte_by_byte_hit_the_whole_request_deadline(trickler: Trickler) -> None:
+    trickler.script.append(b"X-Slow: ")
+    error = _fetch_within(trickler.url, 4, fetch_timeout=1)
+    assert isinstance(error, FetchError) and error.kind is FetchErrorKind.TIMEOUT
+
+
+def test_a_gzip_body_that_decodes_to_nothing_hits_the_whole_request_deadline(
+    trickler: Trickler,
+) -> None:
+    # a gzip header whose file name never ends: bytes keep coming, no decoded byte ever does
+    trickler.script.append(b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
+    trickler.script.append(b"a\r\n\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff\r\n")
+    trickler.drip = b"1\r\nA\r\n"
+    error = _fetch_within(trickler.url, 4, fetch_timeout=1)
+    assert isinstance(error, FetchError) and error.kind is FetchErrorKind.TIMEOUT
