@@ -35,11 +35,35 @@ def canonical_url(url: str) -> str:
     return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address a kernel or gateway may deliver to:
+# IPv4-compatible (deprecated), IPv4-translated (SIIT), NAT64's well-known prefix (RFC 6052).
+IPV4_EMBEDDING_NETWORKS = tuple(
+    ipaddress.IPv6Network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+)
+# Not global, though older Pythons' is_global says so: local-use NAT64 (RFC 8215), site-local.
+NON_PUBLIC_V6_NETWORKS = tuple(
+    ipaddress.IPv6Network(net) for net in ("64:ff9b:1::/48", "fec0::/10")
+)
+
+
 def is_public_address(address: IpAddress) -> bool:
-    """True for globally routable unicast addresses (not private, loopback, CGNAT, link-local …)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return is_public_address(address.ipv4_mapped)
+    """True for globally routable unicast addresses (not private, loopback, CGNAT, link-local …);
+    an IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64 …) is judged by that one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in net for net in NON_PUBLIC_V6_NETWORKS):
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public_address(embedded)
     return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if any(address in net for net in IPV4_EMBEDDING_NETWORKS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def is_address_allowed(address: IpAddress, allowed_networks: Iterable[IpNetwork]) -> bool:

@@ -30,6 +30,13 @@ FAKE_DNS = {
     "multicast.test": "224.0.0.251",
     "ula.test": "fd12::1",
     "v6loop.test": "::1",
+    # IPv6 addresses that carry an IPv4 one a gateway or the kernel may turn into it
+    "nat64.test": "64:ff9b::a9fe:a9fe",
+    "nat64-local.test": "64:ff9b:1::a00:1",
+    "sixtofour.test": "2002:a00:1::1",
+    "v4compat.test": "::7f00:1",
+    "siit.test": "::ffff:0:a00:1",
+    "sitelocal.test": "fec0::1",
 }
 
 

@@ -38,6 +38,14 @@ def test_canonical_url(url: str, expected: str) -> None:
         ("fe80::1", False),
         ("::ffff:10.0.0.1", False),
         ("::ffff:93.184.216.34", True),
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::ffff:0:a00:1", False),  # IPv4-translated (SIIT) 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::5db8:d822", True),  # NAT64 of a public address
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 prefix
+        ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+        ("2002:5db8:d822::1", True),  # 6to4 of a public address
+        ("fec0::1", False),  # deprecated site-local
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:
