@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,6 +33,8 @@ from aggregator.urls import IpAddress, IpNetwork, is_address_allowed
 Resolver = Callable[[str, int], list[IpAddress]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ROBOTS_MAX_BYTES = 512 * 1024
+ACCEPT_ENCODING = "gzip, deflate"  # the codings _decoded undoes, whatever httpx could
+DECODE_STEP = 64 * 1024  # the most one decompression call may produce
 _DEADLINE: ContextVar[float | None] = ContextVar("fetch_deadline", default=None)
 
 
@@ -230,7 +233,7 @@ class Fetcher:
         guard = AddressGuard(resolver, list(settings.fetch_allow_networks))
         self._client = httpx.Client(
             follow_redirects=False,
-            headers={"User-Agent": settings.user_agent_header},
+            headers={"User-Agent": settings.user_agent_header, "Accept-Encoding": ACCEPT_ENCODING},
             transport=GuardedTransport(GuardedBackend(guard, network_backend)),
             trust_env=False,
         )
@@ -283,7 +286,8 @@ class Fetcher:
                 self._host_slot(urlsplit(url).hostname or ""),
                 self._client.stream("GET", url, headers=headers, timeout=timeout) as response,
             ):
-                body = _read_capped(response.iter_bytes(), max_bytes, url, deadline, self._clock)
+                chunks = _decoded(response.iter_raw(), response.headers, max_bytes, url)
+                body = _read_capped(chunks, max_bytes, url, deadline, self._clock)
                 return response.status_code, _lower_keys(response.headers.items()), body
         except httpx.TimeoutException as exc:
             raise FetchError(FetchErrorKind.TIMEOUT, f"{url}: {type(exc).__name__}") from exc
@@ -360,6 +364,56 @@ def _read_capped(
             raise FetchError(FetchErrorKind.TIMEOUT, f"{url}: whole request over its deadline")
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _decoded(
+    raw: Iterable[bytes], headers: httpx.Headers, max_bytes: int, url: str
+) -> Iterable[bytes]:
+    """The body with its gzip/deflate content codings undone (last applied, first undone) in
+    steps of at most DECODE_STEP bytes, so a compression bomb never sits in memory whole. Each
+    coding layer may produce a little more than max_bytes, no more. Unknown codings stay, as
+    httpx leaves them."""
+    codings = [c.strip().lower() for c in headers.get("content-encoding", "").split(",")]
+    chunks = raw
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip", "deflate"):
+            limit = max_bytes + max_bytes // 64 + 1024  # room for a coding's own overhead
+            chunks = _inflated(chunks, coding, limit, url)
+    return chunks
+
+
+def _inflated(chunks: Iterable[bytes], coding: str, limit: int, url: str) -> Iterator[bytes]:
+    wbits = zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS
+    inflater, produced, started = zlib.decompressobj(wbits), 0, False
+    try:
+        for chunk in chunks:
+            if coding == "deflate" and not started and chunk:
+                started, inflater = True, _deflate_inflater(chunk)
+            for piece in _inflate_steps(inflater, chunk):
+                produced += len(piece)
+                if produced > limit:
+                    raise FetchError(FetchErrorKind.TOO_LARGE, f"{url}: {coding} layer too large")
+                yield piece
+    except zlib.error as exc:
+        raise FetchError(FetchErrorKind.NETWORK, f"{url}: bad {coding} data: {exc}") from exc
+
+
+def _deflate_inflater(first: bytes) -> Any:
+    """ "deflate" is meant to be zlib-wrapped, but servers send it bare too (as httpx allows)."""
+    try:
+        zlib.decompressobj().decompress(first[:2])
+    except zlib.error:
+        return zlib.decompressobj(-zlib.MAX_WBITS)
+    return zlib.decompressobj()
+
+
+def _inflate_steps(inflater: Any, data: bytes) -> Iterator[bytes]:
+    piece = inflater.decompress(data, DECODE_STEP)
+    while piece:
+        yield piece
+        if not inflater.unconsumed_tail and len(piece) < DECODE_STEP:
+            return
+        piece = inflater.decompress(inflater.unconsumed_tail, DECODE_STEP)
 
 
 def _conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:

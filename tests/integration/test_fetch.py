@@ -9,6 +9,8 @@ import ipaddress
 import socket
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,6 +98,43 @@ def test_gzip_bomb_stops_at_the_decompressed_cap(site: FixtureSite) -> None:
     with pytest.raises(FetchError) as caught:
         _fetcher().fetch(url, max_bytes=1_000_000)
     assert caught.value.kind is FetchErrorKind.TOO_LARGE
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_compression_bomb_never_sits_in_memory_past_the_cap(
+    site: FixtureSite, layers: int
+) -> None:
+    bomb = b"\0" * 50_000_000
+    for _ in range(layers):
+        bomb = gzip.compress(bomb)
+    url = site.serve("/bomb", bomb, headers={"Content-Encoding": ", ".join(["gzip"] * layers)})
+    fetcher = _fetcher()
+    tracemalloc.start()
+    try:
+        with pytest.raises(FetchError) as caught:
+            fetcher.fetch(url, max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.kind is FetchErrorKind.TOO_LARGE
+    assert peak < 8_000_000, f"{peak} bytes held to refuse a body capped at 1 MB"
+
+
+def test_gzip_on_gzip_is_decoded(site: FixtureSite) -> None:
+    body = gzip.compress(gzip.compress(b"hello " * 1000))
+    url = site.serve("/twice", body, headers={"Content-Encoding": "gzip, gzip"})
+    assert _fetcher().fetch(url, max_bytes=10_000).body == b"hello " * 1000
+
+
+def test_deflate_with_and_without_zlib_header_is_decoded(site: FixtureSite) -> None:
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    bodies = [zlib.compress(b"zlib " * 100), raw.compress(b"raw " * 100) + raw.flush()]
+    wrapped, bare = (
+        site.serve(f"/d{i}", b, headers={"Content-Encoding": "deflate"})
+        for i, b in enumerate(bodies)
+    )
+    assert _fetcher().fetch(wrapped, max_bytes=1000).body == b"zlib " * 100
+    assert _fetcher().fetch(bare, max_bytes=1000).body == b"raw " * 100
 
 
 def test_loopback_is_refused_unless_allowed(site: FixtureSite) -> None:
