@@ -393,3 +393,45 @@ def test_a_gzip_body_that_decodes_to_nothing_hits_the_whole_request_deadline(
     trickler.drip = b"1\r\nA\r\n"
     error = _fetch_within(trickler.url, 4, fetch_timeout=1)
     assert isinstance(error, FetchError) and error.kind is FetchErrorKind.TIMEOUT
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    """Answers every path after 0.7 s: robots.txt with 404 (no rules), anything else with 200."""
+
+    def do_GET(self) -> None:
+        time.sleep(0.7)
+        body = b"page"
+        self.send_response(404 if self.path == "/robots.txt" else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_robots_txt_counts_against_the_whole_request_deadline() -> None:
+    server = ThreadingHTTPServer(("127.0.0.8", 0), SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.8:{server.server_address[1]}/page"
+        with pytest.raises(FetchError) as caught:
+            _fetcher(fetch_timeout=1).fetch(url, max_bytes=100, obey_robots=True)
+        assert caught.value.kind is FetchErrorKind.TIMEOUT
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_endless_headers_are_refused_before_they_pile_up(trickler: Trickler) -> None:
+    trickler.script.append(b"X-Big: ")
+    trickler.drip = b"a" * 65_536
+    error = _fetch_within(trickler.url, 4)
+    assert isinstance(error, FetchError) and error.kind is FetchErrorKind.NETWORK
+
+
+def test_an_endless_chunked_body_stops_at_the_cap(trickler: Trickler) -> None:
+    trickler.script.append(b"Transfer-Encoding: chunked\r\n\r\n")
+    trickler.drip = b"10000\r\n" + b"a" * 65_536 + b"\r\n"
+    error = _fetch_within(trickler.url, 4)
+    assert isinstance(error, FetchError) and error.kind is FetchErrorKind.TOO_LARGE
