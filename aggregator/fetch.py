@@ -383,13 +383,13 @@ def _decoded(
 
 
 def _inflated(chunks: Iterable[bytes], coding: str, limit: int, url: str) -> Iterator[bytes]:
-    wbits = zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS
-    inflater, produced, started = zlib.decompressobj(wbits), 0, False
+    inflater: Any = None
+    produced = 0
     try:
         for chunk in chunks:
-            if coding == "deflate" and not started and chunk:
-                started, inflater = True, _deflate_inflater(chunk)
-            for piece in _inflate_steps(inflater, chunk):
+            if inflater is None and chunk:
+                inflater = _inflater(coding, chunk)
+            for piece in _inflate_steps(inflater, chunk) if chunk else ():
                 produced += len(piece)
                 if produced > limit:
                     raise FetchError(FetchErrorKind.TOO_LARGE, f"{url}: {coding} layer too large")
@@ -398,8 +398,11 @@ def _inflated(chunks: Iterable[bytes], coding: str, limit: int, url: str) -> Ite
         raise FetchError(FetchErrorKind.NETWORK, f"{url}: bad {coding} data: {exc}") from exc
 
 
-def _deflate_inflater(first: bytes) -> Any:
-    """ "deflate" is meant to be zlib-wrapped, but servers send it bare too (as httpx allows)."""
+def _inflater(coding: str, first: bytes) -> Any:
+    """A decompressor for the coding; servers send "deflate" zlib-wrapped (as meant) or bare,
+    and httpx reads both, so the first bytes decide."""
+    if coding != "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
     try:
         zlib.decompressobj().decompress(first[:2])
     except zlib.error:
