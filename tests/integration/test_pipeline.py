@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -145,3 +146,39 @@ def test_implausible_publication_dates_give_way_to_the_next_best(
         "/future": datetime(2025, 12, 4, 9, 0, tzinfo=UTC),  # the page's own date
         "/epoch": NOW,  # seen then: the discovery time
     }
+
+
+HOSTILE_ENTRIES = {
+    # character references the loose parser decodes to NUL (PostgreSQL refuses it in text) or to
+    # a lone surrogate (no driver encodes it), or raises on
+    "nul": "<title>Strike&#0;</title><guid>s&#0;1</guid><description>x&#0;y</description>",
+    "surrogate": "<title>Strike&#xD800;</title><description>&#xDFFF;</description>",
+    "beyond-unicode": "<title>Strike&#x110000;</title>",
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_ENTRIES))
+def test_a_hostile_entry_costs_no_other_entry(
+    engine: Engine, settings: Settings, site: FixtureSite, hostile: str
+) -> None:
+    """Whatever one entry holds, the poll succeeds, and every entry with a usable link is kept."""
+    items = (
+        f"<item>{HOSTILE_ENTRIES[hostile]}<link>{site.url('/strike')}</link></item>"
+        f"<item><title>Comet</title><link>{site.url('/comet')}</link></item>"
+    )
+    feed_url = site.serve(
+        "/hostile.xml", f'<rss version="2.0"><channel><title>H</title>{items}</channel></rss>'
+    )
+    with session_scope(engine) as session:
+        source, _ = store.add_source(session=session, url=feed_url, now=NOW)
+        source_id = source.id or 0
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert (outcome.status, len(outcome.new_article_ids)) == ("new", 2)
+    with session_scope(engine) as session:
+        titles = sorted(a.title for a in session.exec(select(Article)).all())
+    assert titles == ["Comet", "Strike"]

@@ -70,3 +70,48 @@ def test_only_a_plausible_publication_date_is_believed(
     claimed: datetime | None, believed: bool
 ) -> None:
     assert plausible_date(claimed, SEEN) == (claimed if believed else None)
+
+
+def _rss_items(*items: str) -> bytes:
+    good = "<item><title>Good</title><link>/good</link></item>"
+    body = "".join(items) + good
+    return f'<rss version="2.0"><channel><title>T</title>{body}</channel></rss>'.encode()
+
+
+def _storable(value: str | None) -> bool:
+    """PostgreSQL refuses NUL in text, and no database driver encodes a lone surrogate."""
+    return not any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value or "")
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        # character references to code points XML forbids: the strict parser gives up and the
+        # loose one turns them into the characters themselves
+        "<item><title>A&#0;B</title><link>/a</link><description>x&#0;y</description></item>",
+        "<item><title>A</title><guid>g&#0;1</guid><link>/a&#0;b</link><author>a&#0;b</author>"
+        "</item>",
+        "<item><title>A&#xD800;B</title><link>/a</link><description>&#xDFFF;</description></item>",
+        "<item><title>A&#x110000;B</title><link>/a</link><description>&#99999999999;&#x"
+        + "9" * 5000
+        + ";&#"
+        + "0" * 5000
+        + "65;</description></item>",
+    ],
+)
+def test_unstorable_characters_never_reach_an_entry(item: str) -> None:
+    parsed = parse_feed(_rss_items(item), url=FEED_URL)
+    assert [e.title for e in parsed.entries] == ["AB" if "B<" in item else "A", "Good"]
+    for entry in parsed.entries:
+        fields = (entry.guid, entry.link, entry.title, entry.summary, entry.author)
+        assert all(_storable(value) for value in fields), entry
+
+
+def test_a_feed_the_loose_parser_cannot_read_is_refused_not_raised() -> None:
+    # UTF-16 bodies are not repaired byte-wise; feedparser's loose parser then raises
+    body = (
+        '<?xml version="1.0" encoding="utf-16"?><rss version="2.0"><channel><title>T</title>'
+        "<item><title>&#xD800;</title><link>https://a.example/</link></item></channel></rss>"
+    )
+    with pytest.raises(FeedError, match="unreadable feed"):
+        parse_feed(body.encode("utf-16"), url=FEED_URL)
