@@ -198,7 +198,8 @@ def _entry_time(raw: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = raw.get(key)
         if isinstance(value, time.struct_time):
-            return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            with contextlib.suppress(ValueError, OverflowError, OSError):  # outside the calendar
+                return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
     return None
 
 

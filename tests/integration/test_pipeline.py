@@ -154,6 +154,9 @@ HOSTILE_ENTRIES = {
     "nul": "<title>Strike&#0;</title><guid>s&#0;1</guid><description>x&#0;y</description>",
     "surrogate": "<title>Strike&#xD800;</title><description>&#xDFFF;</description>",
     "beyond-unicode": "<title>Strike&#x110000;</title>",
+    # year 1 at UTC+1 is year 0 in UTC, which datetime cannot hold
+    "year-zero": "<title>Strike</title><dc:date xmlns:dc='http://purl.org/dc/elements/1.1/'>"
+    "0001-01-01T00:00:00+01:00</dc:date>",
 }
 
 

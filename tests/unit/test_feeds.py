@@ -115,3 +115,14 @@ def test_a_feed_the_loose_parser_cannot_read_is_refused_not_raised() -> None:
     )
     with pytest.raises(FeedError, match="unreadable feed"):
         parse_feed(body.encode("utf-16"), url=FEED_URL)
+
+
+def test_a_date_outside_the_calendar_is_no_date() -> None:
+    # year 1 at UTC+1 is year 0 in UTC, which datetime cannot hold
+    date = (
+        '<dc:date xmlns:dc="http://purl.org/dc/elements/1.1/">0001-01-01T00:00:00+01:00</dc:date>'
+    )
+    parsed = parse_feed(
+        _rss_items(f"<item><title>A</title><link>/a</link>{date}</item>"), url=FEED_URL
+    )
+    assert [(e.title, e.published) for e in parsed.entries] == [("A", None), ("Good", None)]
