@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 import feedparser
 import lxml.html
 
-from aggregator.urls import canonical_url
+from aggregator.urls import bounded_key, canonical_url
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,7 @@ def _bozo_problem(parsed: Any) -> str | None:
 
 
 def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
-    link = _storable(raw.get("link")).strip()
-    link = urljoin(base_url, link) if link else ""
+    link = _usable_link(_storable(raw.get("link")).strip(), base_url=base_url)
     title = _clean_text(raw.get("title", ""))
     if not link and not title:
         return None
@@ -106,6 +105,19 @@ def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
         author=_clean_text(raw.get("author", "")) or None,
         entry_hash=entry_hash(title, summary, link),
     )
+
+
+def _usable_link(link: str, *, base_url: str) -> str:
+    """The link resolved against the feed URL; empty (no link) when it is no URL at all, such as
+    one with a port out of range or a broken IPv6 address (canonical_url would raise on it)."""
+    if not link:
+        return ""
+    try:
+        resolved = urljoin(base_url, link)
+        canonical_url(resolved)
+    except ValueError:
+        return ""
+    return resolved
 
 
 # A claimed publication date is not believed when it is later than the moment the item was seen
@@ -134,7 +146,7 @@ def identity_candidates(guid: str, link: str, published: datetime | None, title:
     stamp = published.isoformat() if published else ""
     title_key = hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()[:32]
     return [
-        guid.strip(),
+        bounded_key(guid.strip()),
         canonical,
         f"{canonical}@{stamp}" if canonical and stamp else "",
         f"title:{title_key}" if title else "",

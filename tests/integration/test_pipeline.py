@@ -185,3 +185,39 @@ def test_a_hostile_entry_costs_no_other_entry(
     with session_scope(engine) as session:
         titles = sorted(a.title for a in session.exec(select(Article)).all())
     assert titles == ["Comet", "Strike"]
+
+
+LONG_PATH = "".join(f"{n:x}" for n in range(2000))
+
+
+@pytest.mark.parametrize(
+    ("link", "kept"),
+    [
+        ("http://127.0.0.9:99999/a", False),  # no port: no URL at all
+        ("http://[127.0.0.9/a", False),  # no IPv6 address: no URL at all
+        (f"/{LONG_PATH}", True),  # longer than PostgreSQL's unique index can hold
+    ],
+)
+def test_an_entry_with_an_unusable_link_costs_no_other_entry(
+    engine: Engine, settings: Settings, site: FixtureSite, link: str, kept: bool
+) -> None:
+    items = (
+        f"<item><title>Odd</title><link>{link}</link></item>"
+        f"<item><title>Comet</title><guid>{LONG_PATH}</guid><link>{site.url('/comet')}</link>"
+        "</item>"
+    )
+    feed_url = site.serve(
+        "/links.xml", f'<rss version="2.0"><channel><title>L</title>{items}</channel></rss>'
+    )
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert outcome.status == "new"
+    with session_scope(engine) as session:
+        titles = sorted(a.title for a in session.exec(select(Article)).all())
+    assert titles == (["Comet", "Odd"] if kept else ["Comet"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.feeds import FeedError, parse_feed, plausible_date
+from aggregator.urls import canonical_url
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 FEED_URL = "https://feeds.example/feed.xml"
@@ -117,6 +118,20 @@ def test_a_feed_the_loose_parser_cannot_read_is_refused_not_raised() -> None:
         parse_feed(body.encode("utf-16"), url=FEED_URL)
 
 
+@pytest.mark.parametrize(
+    "link",
+    ["http://news.example:99999/a", "http://news.example:abc/a", "http://[news.example/a"],
+)
+def test_an_entry_with_an_unusable_link_does_not_sink_the_feed(link: str) -> None:
+    parsed = parse_feed(
+        _rss_items(f"<item><title>Bad</title><link>{link}</link></item>"), url=FEED_URL
+    )
+    assert [(e.title, e.link) for e in parsed.entries] == [
+        ("Bad", ""),
+        ("Good", "https://feeds.example/good"),
+    ]
+
+
 def test_a_date_outside_the_calendar_is_no_date() -> None:
     # year 1 at UTC+1 is year 0 in UTC, which datetime cannot hold
     date = (
@@ -126,3 +141,24 @@ def test_a_date_outside_the_calendar_is_no_date() -> None:
         _rss_items(f"<item><title>A</title><link>/a</link>{date}</item>"), url=FEED_URL
     )
     assert [(e.title, e.published) for e in parsed.entries] == [("A", None), ("Good", None)]
+
+
+# PostgreSQL cannot index a value of more than 2704 bytes (articles.canonical_url is unique, and
+# (source_id, guid) too): a longer link or GUID would fail the insert and, with it, the whole poll.
+def test_overlong_links_and_guids_stay_indexable() -> None:
+    path = "".join(f"{n:x}" for n in range(2000))
+    items = (
+        f"<item><title>Long link</title><link>/{path}</link></item>"
+        f"<item><title>Long GUID</title><guid>{path}</guid><link>/b</link></item>"
+        f"<item><title>Long query</title><link>/c?q={'é' * 800}</link></item>"
+    )
+    parsed = parse_feed(_rss_items(items), url=FEED_URL)
+    assert [e.link for e in parsed.entries] == [
+        f"https://feeds.example/{path}",  # the article is kept, under a bounded key
+        "https://feeds.example/b",
+        f"https://feeds.example/c?q={'é' * 800}",
+        "https://feeds.example/good",
+    ]
+    keys = [e.guid for e in parsed.entries] + [canonical_url(e.link) for e in parsed.entries]
+    assert all(len(key.encode()) <= 2000 for key in keys)
+    assert parsed.entries[1].guid.startswith(path[:1000])  # the feed's GUID, bounded
