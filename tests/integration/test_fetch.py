@@ -266,3 +266,22 @@ def test_a_redirect_to_a_rebinding_host_connects_to_the_checked_address(
     fetcher, _ = _rebinding_fetcher(resolver)
     assert fetcher.fetch(site.url("/r"), max_bytes=100).body == b"the real site"
     assert trap.hits == []
+
+
+MALFORMED_URLS = ["http://127.0.0.9:99999/x", "http://127.0.0.9:abc/x", "http://[127.0.0.9/x"]
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_a_malformed_url_is_a_bad_url(url: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        _fetcher().fetch(url, max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BAD_URL
+
+
+# (A port that is no number in a Location is refused by httpx itself, as a network error.)
+@pytest.mark.parametrize("location", ["http://127.0.0.9:99999/x", "http://[127.0.0.9/x"])
+def test_a_redirect_to_a_malformed_url_is_a_bad_url(site: FixtureSite, location: str) -> None:
+    url = site.serve("/r", "", status=302, headers={"Location": location})
+    with pytest.raises(FetchError) as caught:
+        _fetcher().fetch(url, max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BAD_URL

@@ -221,3 +221,21 @@ def test_an_entry_with_an_unusable_link_costs_no_other_entry(
     with session_scope(engine) as session:
         titles = sorted(a.title for a in session.exec(select(Article)).all())
     assert titles == (["Comet", "Odd"] if kept else ["Comet"])
+
+
+def test_a_feed_redirecting_to_a_malformed_url_is_recorded_as_an_error(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    feed_url = site.serve("/moved.xml", "", status=301, headers={"Location": "http://[127.0.0.9/"})
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert outcome.status == "error"
+    with session_scope(engine) as session:
+        source = session.get(Source, source_id)
+        assert source is not None and "redirect to" in (source.last_error or "")
