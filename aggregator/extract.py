@@ -109,18 +109,29 @@ def extract_article(html: bytes | str, *, url: str) -> Extracted | None:
     if tree is None:
         return None
     metadata = _metadata(tree, url=url)
-    title = " ".join((metadata.title or "").split())
-    text = _without_leading_title(_without_teaser_lines(_main_text(tree, url=url)), title)
+    title = " ".join(_storable(metadata.title).split())
+    text = _storable(_main_text(tree, url=url))
+    text = _without_leading_title(_without_teaser_lines(text), title)
     if word_count(text) < MIN_WORDS:
         return None
+    image = _storable(metadata.image)
     return Extracted(
         title=title,
         text=text,
-        author=metadata.author or None,
+        author=_storable(metadata.author) or None,
         published=_parse_date(metadata.date),
         language=article_language(page_language(tree), text),
-        image_url=urljoin(url, metadata.image) if metadata.image else None,
+        image_url=urljoin(url, image) if image else None,
     )
+
+
+# What no database stores as text: PostgreSQL refuses NUL, no driver encodes a lone surrogate.
+# The HTML parser drops them, but structured data (JSON-LD "\u0000") brings them back.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def _storable(value: str | None) -> str:
+    return _UNSTORABLE.sub("", value or "")
 
 
 # ---------------------------------------------------------------- text

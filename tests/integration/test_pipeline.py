@@ -239,3 +239,22 @@ def test_a_feed_redirecting_to_a_malformed_url_is_recorded_as_an_error(
     with session_scope(engine) as session:
         source = session.get(Source, source_id)
         assert source is not None and "redirect to" in (source.last_error or "")
+
+
+def test_a_nul_in_a_pages_structured_data_does_not_fail_its_fetch(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    data = (
+        '{"@context": "https://schema.org", "@type": "NewsArticle",'
+        ' "author": {"@type": "Person", "name": "Jane\\u0000 Doe"}}'
+    )
+    page = article_page("Missile strike wounds six", STRIKE).replace(
+        "</head>", f'<script type="application/ld+json">{data}</script></head>'
+    )
+    site.serve("/strike", page, headers={"Content-Type": "text/html"})
+    feed = site.serve("/feed.xml", rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    (article_id,) = _run_once(engine, settings, feed)
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None
+        assert (article.extraction_status, article.author) == ("extracted", "Jane Doe")
