@@ -114,15 +114,23 @@ def extract_article(html: bytes | str, *, url: str) -> Extracted | None:
     text = _without_leading_title(_without_teaser_lines(text), title)
     if word_count(text) < MIN_WORDS:
         return None
-    image = _storable(metadata.image)
     return Extracted(
         title=title,
         text=text,
         author=_storable(metadata.author) or None,
         published=_parse_date(metadata.date),
         language=article_language(page_language(tree), text),
-        image_url=urljoin(url, image) if image else None,
+        image_url=_image_url(_storable(metadata.image), base_url=url),
     )
+
+
+def _image_url(image: str, *, base_url: str) -> str | None:
+    """The image's URL resolved against the page's; None when it is no URL (urljoin raises on a
+    broken IPv6 address)."""
+    try:
+        return urljoin(base_url, image) if image else None
+    except ValueError:
+        return None
 
 
 # What no database stores as text: PostgreSQL refuses NUL, no driver encodes a lone surrogate.
