@@ -258,3 +258,22 @@ def test_a_nul_in_a_pages_structured_data_does_not_fail_its_fetch(
         article = session.get(Article, article_id)
         assert article is not None
         assert (article.extraction_status, article.author) == ("extracted", "Jane Doe")
+
+
+def test_a_feed_moved_to_an_overlong_url_keeps_being_polled(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    """sources.url is unique: PostgreSQL cannot index a URL over 2704 bytes, and the poll that
+    moved the source there failed (as a lost connection: retried, never recorded)."""
+    target = site.serve("/" + LONG_PATH, rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    feed_url = site.serve("/old.xml", "", status=301, headers={"Location": target})
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    for _ in range(settings.feed_move_confirmations + 1):
+        with session_scope(engine) as session:
+            outcome = pipeline.poll_feed(
+                source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+            )
+        assert outcome.status in ("new", "not_modified")
+    fetcher.close()
