@@ -63,7 +63,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     response_headers = _utf8_when_declared_wrongly(body, response_headers)
     try:
         parsed = feedparser.parse(body, response_headers=response_headers, sanitize_html=True)
-    except (ValueError, OverflowError) as exc:  # its loose parser on what no repair caught
+    except Exception as exc:  # its loose parser breaks in many ways (KeyError, ValueError …)
         raise FeedError(f"unreadable feed: {type(exc).__name__}: {exc}") from exc
     problem = _bozo_problem(parsed)
     entries = _with_identities(

@@ -108,14 +108,22 @@ def test_unstorable_characters_never_reach_an_entry(item: str) -> None:
         assert all(_storable(value) for value in fields), entry
 
 
-def test_a_feed_the_loose_parser_cannot_read_is_refused_not_raised() -> None:
-    # UTF-16 bodies are not repaired byte-wise; feedparser's loose parser then raises
-    body = (
-        '<?xml version="1.0" encoding="utf-16"?><rss version="2.0"><channel><title>T</title>'
-        "<item><title>&#xD800;</title><link>https://a.example/</link></item></channel></rss>"
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        # UTF-16 bodies are not repaired byte-wise; feedparser's loose parser then raises
+        (
+            '<?xml version="1.0" encoding="utf-16"?><rss version="2.0"><channel><title>T</title>'
+            "<item><title>&#xD800;</title><link>https://a.example/</link></item></channel></rss>"
+        ).encode("utf-16"),
+        # feedparser 6.0.14's loose parser: KeyError 'links' (found by fuzzing)
+        b'<rss version="2.0"><channel><title>T</title><item><title>x</title>'
+        b"<link><item//</link></item></channel></rss>",
+    ],
+)
+def test_a_feed_the_loose_parser_cannot_read_is_refused_not_raised(body: bytes) -> None:
     with pytest.raises(FeedError, match="unreadable feed"):
-        parse_feed(body.encode("utf-16"), url=FEED_URL)
+        parse_feed(body, url=FEED_URL)
 
 
 @pytest.mark.parametrize(
