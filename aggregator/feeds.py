@@ -249,10 +249,11 @@ def feed_links(html: bytes, *, base_url: str) -> list[str]:
         for link in document.iter("link"):
             rel = (link.get("rel") or "").lower().split()
             kind = (link.get("type") or "").lower().split(";")[0].strip()
-            if "alternate" in rel and kind in FEED_TYPES and link.get("href"):
-                links.append(urljoin(base_url, (link.get("href") or "").strip()))
+            href = (link.get("href") or "").strip()
+            if "alternate" in rel and kind in FEED_TYPES and href:
+                links.append(_usable_link(href, base_url=base_url))
     links += [urljoin(base_url, path) for path in COMMON_FEED_PATHS]
-    return list(dict.fromkeys(links))
+    return [link for link in dict.fromkeys(links) if link]
 
 
 def is_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.feeds import FeedError, parse_feed, plausible_date
+from aggregator.feeds import FeedError, feed_links, parse_feed, plausible_date
 from aggregator.urls import canonical_url
 
 FEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
@@ -170,3 +170,12 @@ def test_overlong_links_and_guids_stay_indexable() -> None:
     keys = [e.guid for e in parsed.entries] + [canonical_url(e.link) for e in parsed.entries]
     assert all(len(key.encode()) <= 2000 for key in keys)
     assert parsed.entries[1].guid.startswith(path[:1000])  # the feed's GUID, bounded
+
+
+def test_a_broken_feed_link_on_a_page_hides_none_of_the_others() -> None:
+    page = (
+        b'<html><head><link rel="alternate" type="application/rss+xml" href="http://[x/feed">'
+        b'<link rel="alternate" type="application/atom+xml" href="/atom/news.xml"></head></html>'
+    )
+    links = feed_links(page, base_url="https://a.example/")
+    assert links[0] == "https://a.example/atom/news.xml"
