@@ -109,18 +109,37 @@ def extract_article(html: bytes | str, *, url: str) -> Extracted | None:
     if tree is None:
         return None
     metadata = _metadata(tree, url=url)
-    title = " ".join((metadata.title or "").split())
-    text = _without_leading_title(_without_teaser_lines(_main_text(tree, url=url)), title)
+    title = " ".join(_storable(metadata.title).split())
+    text = _storable(_main_text(tree, url=url))
+    text = _without_leading_title(_without_teaser_lines(text), title)
     if word_count(text) < MIN_WORDS:
         return None
     return Extracted(
         title=title,
         text=text,
-        author=metadata.author or None,
+        author=_storable(metadata.author) or None,
         published=_parse_date(metadata.date),
         language=article_language(page_language(tree), text),
-        image_url=urljoin(url, metadata.image) if metadata.image else None,
+        image_url=_image_url(_storable(metadata.image), base_url=url),
     )
+
+
+def _image_url(image: str, *, base_url: str) -> str | None:
+    """The image's URL resolved against the page's; None when it is no URL (urljoin raises on a
+    broken IPv6 address)."""
+    try:
+        return urljoin(base_url, image) if image else None
+    except ValueError:
+        return None
+
+
+# What no database stores as text: PostgreSQL refuses NUL, no driver encodes a lone surrogate.
+# The HTML parser drops them, but structured data (JSON-LD "\u0000") brings them back.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def _storable(value: str | None) -> str:
+    return _UNSTORABLE.sub("", value or "")
 
 
 # ---------------------------------------------------------------- text

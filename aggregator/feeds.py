@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import hashlib
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from urllib.parse import urljoin
 import feedparser
 import lxml.html
 
-from aggregator.urls import canonical_url
+from aggregator.urls import bounded_key, canonical_url
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class ParsedFeed:
 
 
 ILLEGAL_XML_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
+# Character references such as &#0; or &#xD800; make the strict parser give up, and the loose
+# one decodes them (or raises, for a surrogate or a number beyond Unicode). PostgreSQL refuses NUL
+# in text and no driver encodes a surrogate: one such entry would fail the whole poll.
+_CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
 class FeedError(ValueError):
@@ -55,7 +61,10 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     response_headers.pop("content-location", None)
     body = strip_illegal_xml_chars(body)
     response_headers = _utf8_when_declared_wrongly(body, response_headers)
-    parsed = feedparser.parse(body, response_headers=response_headers, sanitize_html=True)
+    try:
+        parsed = feedparser.parse(body, response_headers=response_headers, sanitize_html=True)
+    except Exception as exc:  # its loose parser breaks in many ways (KeyError, ValueError …)
+        raise FeedError(f"unreadable feed: {type(exc).__name__}: {exc}") from exc
     problem = _bozo_problem(parsed)
     entries = _with_identities(
         [entry for raw in parsed.entries if (entry := _parse_entry(raw, base_url=url))]
@@ -63,7 +72,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     feed = parsed.feed
     result = ParsedFeed(
         title=_clean_text(feed.get("title", "")),
-        site_url=str(feed.get("link", "")),
+        site_url=_storable(feed.get("link")),
         entries=entries,
         ttl_minutes=_as_int(feed.get("ttl")),
         problem=problem,
@@ -82,14 +91,13 @@ def _bozo_problem(parsed: Any) -> str | None:
 
 
 def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
-    link = str(raw.get("link") or "").strip()
-    link = urljoin(base_url, link) if link else ""
+    link = _usable_link(_storable(raw.get("link")).strip(), base_url=base_url)
     title = _clean_text(raw.get("title", ""))
     if not link and not title:
         return None
     summary = _clean_text(raw.get("summary", ""))
     return ParsedEntry(
-        guid=str(raw.get("id") or "").strip(),  # the feed's own GUID; see _with_identities
+        guid=_storable(raw.get("id")).strip(),  # the feed's own GUID; see _with_identities
         link=link,
         title=title,
         summary=summary,
@@ -97,6 +105,19 @@ def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
         author=_clean_text(raw.get("author", "")) or None,
         entry_hash=entry_hash(title, summary, link),
     )
+
+
+def _usable_link(link: str, *, base_url: str) -> str:
+    """The link resolved against the feed URL; empty (no link) when it is no URL at all, such as
+    one with a port out of range or a broken IPv6 address (canonical_url would raise on it)."""
+    if not link:
+        return ""
+    try:
+        resolved = urljoin(base_url, link)
+        canonical_url(resolved)
+    except ValueError:
+        return ""
+    return resolved
 
 
 # A claimed publication date is not believed when it is later than the moment the item was seen
@@ -125,7 +146,7 @@ def identity_candidates(guid: str, link: str, published: datetime | None, title:
     stamp = published.isoformat() if published else ""
     title_key = hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()[:32]
     return [
-        guid.strip(),
+        bounded_key(guid.strip()),
         canonical,
         f"{canonical}@{stamp}" if canonical and stamp else "",
         f"title:{title_key}" if title else "",
@@ -153,11 +174,23 @@ def _with_identities(entries: list[ParsedEntry]) -> list[ParsedEntry]:
 
 
 def strip_illegal_xml_chars(body: bytes) -> bytes:
-    """Drop C0 control bytes XML forbids (they make the strict parser give up on the feed).
-    Safe for UTF-8 and single-byte charsets; UTF-16/32 bodies are left alone."""
+    """Drop C0 control bytes XML forbids (they make the strict parser give up on the feed), and
+    references to characters XML forbids (see _CHARACTER_REFERENCE). Safe for UTF-8 and
+    single-byte charsets; UTF-16/32 bodies are left alone."""
     if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:4]:
         return body
-    return body.translate(None, ILLEGAL_XML_BYTES)
+    return _CHARACTER_REFERENCE.sub(_legal_reference, body.translate(None, ILLEGAL_XML_BYTES))
+
+
+def _legal_reference(match: re.Match[bytes]) -> bytes:
+    """The character reference if XML allows the character it names, else nothing."""
+    hexadecimal, decimal = match.groups()
+    digits = (hexadecimal or decimal).lstrip(b"0")
+    if len(digits) > 7:  # beyond Unicode (and int() refuses some of these lengths)
+        return b""
+    code = int(digits or b"0", 16 if hexadecimal else 10)
+    legal = code in (9, 10, 13) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0x10FFFF
+    return match.group(0) if legal and code not in (0xFFFE, 0xFFFF) else b""
 
 
 def _utf8_when_declared_wrongly(body: bytes, headers: dict[str, str]) -> dict[str, str]:
@@ -177,13 +210,19 @@ def _entry_time(raw: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = raw.get(key)
         if isinstance(value, time.struct_time):
-            return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            with contextlib.suppress(ValueError, OverflowError, OSError):  # outside the calendar
+                return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
     return None
+
+
+def _storable(value: object) -> str:
+    """The text without the characters no database stores (see _UNSTORABLE)."""
+    return _UNSTORABLE.sub("", str(value or ""))
 
 
 def _clean_text(value: object) -> str:
     """Feed text is HTML-ish: keep the words, drop the markup, fold white space."""
-    text = str(value or "")
+    text = _storable(value)
     if "<" in text or "&" in text:
         with contextlib.suppress(ValueError, lxml.etree.ParserError):
             text = lxml.html.fromstring(f"<div>{text}</div>").text_content()  # type: ignore[attr-defined]
@@ -210,10 +249,11 @@ def feed_links(html: bytes, *, base_url: str) -> list[str]:
         for link in document.iter("link"):
             rel = (link.get("rel") or "").lower().split()
             kind = (link.get("type") or "").lower().split(";")[0].strip()
-            if "alternate" in rel and kind in FEED_TYPES and link.get("href"):
-                links.append(urljoin(base_url, (link.get("href") or "").strip()))
+            href = (link.get("href") or "").strip()
+            if "alternate" in rel and kind in FEED_TYPES and href:
+                links.append(_usable_link(href, base_url=base_url))
     links += [urljoin(base_url, path) for path in COMMON_FEED_PATHS]
-    return list(dict.fromkeys(links))
+    return [link for link in dict.fromkeys(links) if link]
 
 
 def is_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> bool:

@@ -269,7 +269,7 @@ class Fetcher:
                 raise FetchError(
                     FetchErrorKind.TOO_MANY_REDIRECTS, f"more than {self._max_redirects}"
                 )
-            current = urljoin(current, location)
+            current = _redirect_target(current, location)
             redirects.append((status, current))
 
     def robots_allow(self, url: str) -> bool:
@@ -313,9 +313,21 @@ class Fetcher:
 
 def check_url(url: str) -> None:
     """Only http(s) URLs with a host name (the addresses are checked when connecting)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is no number, or out of range, raises
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise FetchError(FetchErrorKind.BAD_URL, f"not a URL: {url!r}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError(FetchErrorKind.BAD_URL, f"not an http(s) URL: {url!r}")
+
+
+def _redirect_target(url: str, location: str) -> str:
+    try:
+        return urljoin(url, location)
+    except ValueError as exc:  # a broken IPv6 address, say
+        raise FetchError(FetchErrorKind.BAD_URL, f"{url}: redirect to {location!r}") from exc
 
 
 class RobotsCache:

@@ -58,7 +58,7 @@ from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, S
 from aggregator.schedule import WEEK, PollBounds, next_poll_at, server_hint
 from aggregator.schedule import retry_after as schedule_retry_after
 from aggregator.settings import Settings
-from aggregator.urls import canonical_url
+from aggregator.urls import MAX_KEY_BYTES, canonical_url
 
 log = logging.getLogger(__name__)
 MAX_BATCHES_PER_TICK = 50  # poll_batch_size sources each
@@ -225,7 +225,9 @@ def _follow_permanent_redirects(
         confirmations=settings.feed_move_confirmations,
     )
     source.moved_to_url, source.moved_count = move.moved_to_url, move.moved_count
-    if move.new_url and not store.source_url_taken(session=session, url=move.new_url):
+    if not move.new_url or len(move.new_url.encode()) > MAX_KEY_BYTES:
+        return  # too long for sources.url's unique index: the old URL still leads there
+    if not store.source_url_taken(session=session, url=move.new_url):
         log.info("source %s moved permanently: %s -> %s", source.id, source.url, move.new_url)
         source.url = move.new_url
 

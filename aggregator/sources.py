@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 import lxml.etree as etree
 
+from aggregator.urls import MAX_KEY_BYTES
+
 
 @dataclass(frozen=True)
 class SourceEntry:
@@ -32,7 +34,7 @@ def _parse_toml(data: bytes) -> list[SourceEntry]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SourceListError(f"invalid TOML: {exc}") from exc
     tables = document.get("source", [])
-    if not isinstance(tables, list):
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise SourceListError("expected [[source]] tables")
     entries = [_entry(str(t.get("url", "")), str(t.get("title", ""))) for t in tables]
     return _unique(entries)
@@ -57,10 +59,25 @@ def _outline_title(outline: etree._Element) -> str:
 
 
 def _entry(url: str, title: str) -> SourceEntry:
+    """As POST /sources takes them: an http(s) URL without control characters, short enough for
+    sources.url's unique index (PostgreSQL's), and no NUL (which PostgreSQL refuses)."""
     url = url.strip()
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise SourceListError(f"not an http(s) feed URL: {url!r}")
+    if "\x00" in title:
+        raise SourceListError(f"NUL character in the title of {url!r}")
+    if not _is_http_url(url):
+        raise SourceListError(f"not an http(s) feed URL: {url[:200]!r}")
+    if len(url.encode()) > MAX_KEY_BYTES:
+        raise SourceListError(f"feed URL over {MAX_KEY_BYTES} bytes: {url[:200]!r}…")
     return SourceEntry(url, title.strip())
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a broken IPv6 address
+        return False
+    clean = not any(ord(c) < 32 for c in url)
+    return clean and parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _unique(entries: list[SourceEntry]) -> list[SourceEntry]:

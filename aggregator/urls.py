@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,7 +33,24 @@ def canonical_url(url: str) -> str:
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if not is_tracking_param(k)
     ]
-    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+    return bounded_key(urlunsplit((scheme, host, parts.path or "/", urlencode(query), "")))
+
+
+# PostgreSQL indexes at most 2704 bytes of a row: a longer canonical URL or GUID (both unique
+# keys) would fail the insert, and with it the poll of the whole feed.
+MAX_KEY_BYTES = 2000
+_DIGEST_MARK = "#sha256="
+
+
+def bounded_key(key: str) -> str:
+    """The key if short enough to be indexed, else its beginning and a digest of the whole (in a
+    fragment, which a canonical URL never has, so it collides with no real one)."""
+    data = key.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_KEY_BYTES:
+        return key
+    digest = hashlib.sha256(data).hexdigest()
+    head = data[: MAX_KEY_BYTES - len(_DIGEST_MARK) - len(digest)].decode("utf-8", "ignore")
+    return f"{head}{_DIGEST_MARK}{digest}"
 
 
 # IPv6 prefixes whose last 32 bits are an IPv4 address a kernel or gateway may deliver to:

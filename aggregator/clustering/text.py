@@ -20,6 +20,9 @@ from dataclasses import dataclass
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
 _SITE_SUFFIX = re.compile(r"\s+(?:[-|–—]|::)\s+[^-|–—:]{1,60}$")
 _MAX_BODY_CHARS = 6000
+# cluster_terms.term holds 64 characters, prefix ("w:", "e:#") included: a longer word (a hash,
+# a run of Thai or Japanese written without spaces) is cut, or PostgreSQL refuses the term.
+MAX_WORD_CHARS = 60
 
 STOPWORDS = frozenset(
     [
@@ -260,7 +263,7 @@ def _normalise(token: str) -> str:
     word = token.lower().replace("’", "'")
     if word.endswith("'s"):
         word = word[:-2]
-    return word
+    return word[:MAX_WORD_CHARS]
 
 
 def _is_word(word: str) -> bool:

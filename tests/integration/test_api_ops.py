@@ -407,3 +407,18 @@ def test_search_finds_common_middling_and_rare_words_alike(settings: Settings) -
         assert count("gamma") == 2
         assert count("alpha gamma") == 2
         assert count("delta") == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[a.example/rss",  # urlsplit raised ValueError: a 500
+        "https://a.example/" + "r" * 3000,  # over sources.url's index limit on PostgreSQL: a 500
+        "https://a.example/r&#9;ss",  # a control character, refused by POST /sources too
+    ],
+)
+def test_opml_import_refuses_what_post_sources_refuses(keyed: TestClient, url: str) -> None:
+    opml = f'<opml version="2.0"><body><outline text="A" xmlUrl="{url}"/></body></opml>'
+    headers = {**auth(), "Content-Type": "text/x-opml"}
+    answer = keyed.post("/sources/import", content=opml.encode(), headers=headers)
+    assert answer.status_code == 422 and isinstance(answer.json()["detail"], str)

@@ -386,3 +386,16 @@ def test_clustering_waits_no_longer_than_its_limit(engine: Engine, settings: Set
     with session_scope(engine) as session:
         step = pipeline.cluster_next(comet, session=session, settings=settings, now=too_late)
     assert step.done and step.story_id is not None
+
+
+def test_an_overlong_word_does_not_fail_the_clustering(engine: Engine, settings: Settings) -> None:
+    """cluster_terms.term holds 64 characters: a longer word (a hash, a run of Thai or Japanese
+    without spaces) failed the insert on PostgreSQL, and the article was recorded as failed."""
+    checksum = "a1b2c3d4" * 9
+    text = f"Researchers published the checksum {checksum} of the leaked archive today. " * 4
+    article_id = _add(engine, "wire", "Leaked archive checksum published", text)
+    with session_scope(engine) as session:  # as the worker runs it
+        pipeline.cluster_next(article_id, session=session, settings=settings, now=NOW)
+    article = _article(engine, article_id)
+    assert (article.extraction_status, article.fetch_error) == ("extracted", None)
+    assert article.story_id is not None

@@ -435,3 +435,22 @@ def test_an_endless_chunked_body_stops_at_the_cap(trickler: Trickler) -> None:
     trickler.drip = b"10000\r\n" + b"a" * 65_536 + b"\r\n"
     error = _fetch_within(trickler.url, 4)
     assert isinstance(error, FetchError) and error.kind is FetchErrorKind.TOO_LARGE
+
+
+MALFORMED_URLS = ["http://127.0.0.9:99999/x", "http://127.0.0.9:abc/x", "http://[127.0.0.9/x"]
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_a_malformed_url_is_a_bad_url(url: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        _fetcher().fetch(url, max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BAD_URL
+
+
+# (A port that is no number in a Location is refused by httpx itself, as a network error.)
+@pytest.mark.parametrize("location", ["http://127.0.0.9:99999/x", "http://[127.0.0.9/x"])
+def test_a_redirect_to_a_malformed_url_is_a_bad_url(site: FixtureSite, location: str) -> None:
+    url = site.serve("/r", "", status=302, headers={"Location": location})
+    with pytest.raises(FetchError) as caught:
+        _fetcher().fetch(url, max_bytes=100)
+    assert caught.value.kind is FetchErrorKind.BAD_URL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -145,3 +146,134 @@ def test_implausible_publication_dates_give_way_to_the_next_best(
         "/future": datetime(2025, 12, 4, 9, 0, tzinfo=UTC),  # the page's own date
         "/epoch": NOW,  # seen then: the discovery time
     }
+
+
+HOSTILE_ENTRIES = {
+    # character references the loose parser decodes to NUL (PostgreSQL refuses it in text) or to
+    # a lone surrogate (no driver encodes it), or raises on
+    "nul": "<title>Strike&#0;</title><guid>s&#0;1</guid><description>x&#0;y</description>",
+    "surrogate": "<title>Strike&#xD800;</title><description>&#xDFFF;</description>",
+    "beyond-unicode": "<title>Strike&#x110000;</title>",
+    # year 1 at UTC+1 is year 0 in UTC, which datetime cannot hold
+    "year-zero": "<title>Strike</title><dc:date xmlns:dc='http://purl.org/dc/elements/1.1/'>"
+    "0001-01-01T00:00:00+01:00</dc:date>",
+}
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_ENTRIES))
+def test_a_hostile_entry_costs_no_other_entry(
+    engine: Engine, settings: Settings, site: FixtureSite, hostile: str
+) -> None:
+    """Whatever one entry holds, the poll succeeds, and every entry with a usable link is kept."""
+    items = (
+        f"<item>{HOSTILE_ENTRIES[hostile]}<link>{site.url('/strike')}</link></item>"
+        f"<item><title>Comet</title><link>{site.url('/comet')}</link></item>"
+    )
+    feed_url = site.serve(
+        "/hostile.xml", f'<rss version="2.0"><channel><title>H</title>{items}</channel></rss>'
+    )
+    with session_scope(engine) as session:
+        source, _ = store.add_source(session=session, url=feed_url, now=NOW)
+        source_id = source.id or 0
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert (outcome.status, len(outcome.new_article_ids)) == ("new", 2)
+    with session_scope(engine) as session:
+        titles = sorted(a.title for a in session.exec(select(Article)).all())
+    assert titles == ["Comet", "Strike"]
+
+
+LONG_PATH = "".join(f"{n:x}" for n in range(2000))
+
+
+@pytest.mark.parametrize(
+    ("link", "kept"),
+    [
+        ("http://127.0.0.9:99999/a", False),  # no port: no URL at all
+        ("http://[127.0.0.9/a", False),  # no IPv6 address: no URL at all
+        (f"/{LONG_PATH}", True),  # longer than PostgreSQL's unique index can hold
+    ],
+)
+def test_an_entry_with_an_unusable_link_costs_no_other_entry(
+    engine: Engine, settings: Settings, site: FixtureSite, link: str, kept: bool
+) -> None:
+    items = (
+        f"<item><title>Odd</title><link>{link}</link></item>"
+        f"<item><title>Comet</title><guid>{LONG_PATH}</guid><link>{site.url('/comet')}</link>"
+        "</item>"
+    )
+    feed_url = site.serve(
+        "/links.xml", f'<rss version="2.0"><channel><title>L</title>{items}</channel></rss>'
+    )
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert outcome.status == "new"
+    with session_scope(engine) as session:
+        titles = sorted(a.title for a in session.exec(select(Article)).all())
+    assert titles == (["Comet", "Odd"] if kept else ["Comet"])
+
+
+def test_a_feed_redirecting_to_a_malformed_url_is_recorded_as_an_error(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    feed_url = site.serve("/moved.xml", "", status=301, headers={"Location": "http://[127.0.0.9/"})
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    with session_scope(engine) as session:
+        outcome = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert outcome.status == "error"
+    with session_scope(engine) as session:
+        source = session.get(Source, source_id)
+        assert source is not None and "redirect to" in (source.last_error or "")
+
+
+def test_a_nul_in_a_pages_structured_data_does_not_fail_its_fetch(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    data = (
+        '{"@context": "https://schema.org", "@type": "NewsArticle",'
+        ' "author": {"@type": "Person", "name": "Jane\\u0000 Doe"}}'
+    )
+    page = article_page("Missile strike wounds six", STRIKE).replace(
+        "</head>", f'<script type="application/ld+json">{data}</script></head>'
+    )
+    site.serve("/strike", page, headers={"Content-Type": "text/html"})
+    feed = site.serve("/feed.xml", rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    (article_id,) = _run_once(engine, settings, feed)
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None
+        assert (article.extraction_status, article.author) == ("extracted", "Jane Doe")
+
+
+def test_a_feed_moved_to_an_overlong_url_keeps_being_polled(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    """sources.url is unique: PostgreSQL cannot index a URL over 2704 bytes, and the poll that
+    moved the source there failed (as a lost connection: retried, never recorded)."""
+    target = site.serve("/" + LONG_PATH, rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    feed_url = site.serve("/old.xml", "", status=301, headers={"Location": target})
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    for _ in range(settings.feed_move_confirmations + 1):
+        with session_scope(engine) as session:
+            outcome = pipeline.poll_feed(
+                source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+            )
+        assert outcome.status in ("new", "not_modified")
+    fetcher.close()

@@ -39,6 +39,16 @@ def test_nested_opml_outlines_are_found() -> None:
             "x.opml",
             "external entity",
         ),
+        # urlsplit raises ValueError on these, and a TOML array of non-tables has no .get
+        (b"[[source]]\nurl = 'http://[a.example/rss'\n", "x.toml", "not an http"),
+        (
+            b'<opml><body><outline xmlUrl="http://[a.example/rss"/></body></opml>',
+            "x.opml",
+            "not an",
+        ),
+        (b"source = [1, 2]\n", "x.toml", "expected \\[\\[source\\]\\] tables"),
+        # PostgreSQL refuses NUL in text: the import would fail at the database instead
+        (b'[[source]]\nurl = "https://a.example/rss"\ntitle = "A\\u0000"\n', "x.toml", "NUL"),
     ],
 )
 def test_bad_lists_get_a_clear_error(data: bytes, filename: str, message: str) -> None:

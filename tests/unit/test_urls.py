@@ -57,3 +57,11 @@ def test_allowed_networks_open_only_what_they_name() -> None:
     assert is_address_allowed(ipaddress.ip_address("127.0.0.2"), allowed)
     assert not is_address_allowed(ipaddress.ip_address("10.0.0.1"), allowed)
     assert not is_address_allowed(ipaddress.ip_address("::1"), allowed)
+
+
+def test_an_overlong_canonical_url_is_bounded_and_still_distinct() -> None:
+    base = "https://news.example/" + "é" * 1500
+    first, second = canonical_url(base + "/1"), canonical_url(base + "/2")
+    assert first != second
+    assert all(len(url.encode()) <= 2000 for url in (first, second))
+    assert first.startswith("https://news.example/éé") and "#sha256=" in first
