@@ -28,7 +28,7 @@ from protego import Protego
 
 from aggregator.politeness import HostLimiter, make_host_limiter
 from aggregator.settings import Settings
-from aggregator.urls import IpAddress, IpNetwork, is_address_allowed
+from aggregator.urls import IpAddress, IpNetwork, is_address_allowed, url_host
 
 Resolver = Callable[[str, int], list[IpAddress]]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -283,7 +283,7 @@ class Fetcher:
         try:
             with (
                 _deadline_in(deadline - self._clock()),
-                self._host_slot(urlsplit(url).hostname or ""),
+                self._host_slot(url_host(url)),
                 self._client.stream("GET", url, headers=headers, timeout=timeout) as response,
             ):
                 chunks = _decoded(response.iter_raw(), response.headers, max_bytes, url)

@@ -21,11 +21,17 @@ def is_tracking_param(name: str) -> bool:
     return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
 
 
+def url_host(url: str) -> str:
+    """The URL's host name as one host is named once: lower case, without the root's trailing
+    dot (``Example.com.`` and ``example.com`` are the same server)."""
+    return (urlsplit(url).hostname or "").lower().rstrip(".")
+
+
 def canonical_url(url: str) -> str:
     """The URL that identifies an article: tracking parameters, fragment and default port gone."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    host = url_host(url.strip())
     if parts.port and parts.port != DEFAULT_PORTS.get(scheme):
         host = f"{host}:{parts.port}"
     query = [

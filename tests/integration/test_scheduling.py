@@ -15,7 +15,7 @@ from sqlmodel import select
 from aggregator import pipeline, store
 from aggregator.db import session_scope
 from aggregator.feeds import FeedError
-from aggregator.fetch import Fetcher, FetchResult
+from aggregator.fetch import Fetcher, FetchError, FetchErrorKind, FetchResult
 from aggregator.models import Article, Source
 from aggregator.politeness import LocalHostLimiter, RedisHostLimiter
 from aggregator.settings import Settings
@@ -139,6 +139,31 @@ def test_a_host_over_budget_defers_the_poll(
         assert NOW + timedelta(seconds=60) <= source.next_poll_at <= NOW + timedelta(seconds=76)
     assert (first.status, second.status) == ("new", "deferred")
     assert site.hits == ["/feed"]
+    fetcher.close()
+
+
+class RefusingLimiter:
+    """A host budget that is always spent, recording the hosts asked for."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+
+    def acquire(self, host: str) -> str | None:
+        self.hosts.append(host)
+        return None
+
+    def release(self, host: str, token: str) -> None:
+        raise AssertionError("nothing was acquired")
+
+
+def test_one_host_has_one_budget_however_its_name_is_written(settings: Settings) -> None:
+    limiter = RefusingLimiter()
+    fetcher = Fetcher(settings, limiter=limiter)
+    for url in ("http://news.example/a", "http://NEWS.example./b", "http://news.example.:80/c"):
+        with pytest.raises(FetchError) as refused:
+            fetcher.fetch(url, max_bytes=100)
+        assert refused.value.kind is FetchErrorKind.HOST_BUSY
+    assert set(limiter.hosts) == {"news.example"}
     fetcher.close()
 
 

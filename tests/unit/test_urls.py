@@ -14,6 +14,7 @@ from aggregator.urls import canonical_url, is_address_allowed, is_public_address
         ("https://example.com", "https://example.com/"),
         ("https://example.com/p?b=2&a=1&UTM_Campaign=z", "https://example.com/p?b=2&a=1"),
         ("  https://example.com/p  ", "https://example.com/p"),
+        ("https://Example.com./p", "https://example.com/p"),
     ],
 )
 def test_canonical_url(url: str, expected: str) -> None:
