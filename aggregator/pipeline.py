@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -143,12 +145,52 @@ def poll_feed(
         # its commit, before enqueueing the fetches, sends the source's pending articles on.
         pending = store.pending_article_ids(session=session, source_id=source_id)
         return PollOutcome(source_id, "skipped", pending)
-    outcome = _poll(source, session=session, fetcher=fetcher, settings=settings, now=now)
+    outcome = _poll_or_record(source, session=session, fetcher=fetcher, settings=settings, now=now)
     if lease is not None and not store.release_source(
         session=session, source_id=source_id, lease=lease
     ):
         raise LeaseLost(f"source {source_id}: lease taken over")
     return outcome
+
+
+def _poll_or_record(
+    source: Source, *, session: Session, fetcher: Fetcher, settings: Settings, now: datetime
+) -> PollOutcome:
+    """Poll the source; a poll that fails in an unforeseen way (a feed our code or the
+    database cannot take) is rolled back, and the source records the error in its place, so
+    that it backs off and shows in the source's health instead of failing unseen at every poll.
+    The session must hold nothing else. Lost connections still raise (the task retries)."""
+    source_id = source.id
+    try:
+        return _poll(source, session=session, fetcher=fetcher, settings=settings, now=now)
+    except CONNECTION_ERRORS:
+        raise
+    except Exception as error:  # whatever the cause, the source records it
+        log.exception("poll of source %s failed unexpectedly", source_id)
+        session.rollback()
+        source = session.get_one(Source, source_id)
+        source.last_polled_at = now
+        message = f"poll failed: {_described(error)}"
+        return _record_error(
+            source, health.ErrorClass.PERMANENT, message, None, settings=settings, now=now
+        )
+
+
+# A lost database connection (a restart, a failover) or Redis (which holds the per-host request
+# budget) out of reach: the task's transaction rolls back and the task runs again a little later.
+# These are never recorded as an article's or a source's own failure.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def _described(error: Exception) -> str:
+    """An error as one short line for a record: its class and the start of its message."""
+    text = f"{type(error).__name__}: {error}".replace("\x00", "")
+    return " ".join(text.split())[:400]
 
 
 def _poll(
@@ -429,11 +471,39 @@ def fetch_article(
     extracted, error = _download_and_extract(
         article.url, fetcher=fetcher, settings=settings, now=now, final_attempt=final_attempt
     )
-    _apply_extraction(article, extracted, error, now=now)
-    if article.extraction_status == ExtractionStatus.FAILED.value:
+    return _store_extraction_or_record(article, extracted, error, session=session, now=now)
+
+
+def _store_extraction_or_record(
+    article: Article,
+    extracted: Extracted | None,
+    error: str | None,
+    *,
+    session: Session,
+    now: datetime,
+) -> bool:
+    """Store what the fetch gave; if the database refuses it (or anything else unforeseen
+    fails), the session is rolled back and the article recorded as failed with the reason,
+    instead of being fetched again and again. The session must hold nothing else. Lost
+    connections still raise (the task retries)."""
+    article_id = article.id
+    try:
+        _apply_extraction(article, extracted, error, now=now)
+        if article.extraction_status == ExtractionStatus.FAILED.value:
+            return False
+        _mark_if_duplicate(article, session=session)
+        session.flush()
+        return True
+    except CONNECTION_ERRORS:
+        raise
+    except Exception as failure:  # whatever the cause, the article is recorded
+        log.exception("storing the fetch of article %s failed", article_id)
+        session.rollback()
+        article = session.get_one(Article, article_id)
+        article.fetched_at = now
+        article.extraction_status = ExtractionStatus.FAILED.value
+        article.fetch_error = f"storing the fetch failed: {_described(failure)}"
         return False
-    _mark_if_duplicate(article, session=session)
-    return True
 
 
 def note_fetch_retry(article_id: int, *, session: Session, due: datetime) -> None:
@@ -469,7 +539,11 @@ def _download_and_extract(
             countdown = wait.total_seconds() if wait else None
             _retry_unless_final(f"HTTP {response.status}", final_attempt, countdown)
         return None, f"HTTP {response.status}"
-    extracted = extract_article(response.body, url=response.url)
+    try:
+        extracted = extract_article(response.body, url=response.url)
+    except Exception as error:  # a page the extractor cannot take: the feed's summary stays
+        log.exception("extraction of %s failed", url)
+        return None, f"extraction failed: {_described(error)}"
     return extracted, None if extracted else "no article text found on the page"
 
 
@@ -572,7 +646,7 @@ def _cluster_or_record(
     try:
         with session.begin_nested():
             return _cluster_locked(article_id, session=session, settings=settings, now=now)
-    except (OperationalError, InterfaceError):
+    except CONNECTION_ERRORS:
         raise
     except Exception as error:  # whatever the cause, the article is recorded
         log.exception("clustering of article %s failed", article_id)

@@ -7,9 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from celery import Task
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from aggregator import delivery, pipeline, retention, store
 from aggregator.db import session_scope
@@ -20,11 +17,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# A lost database connection (a restart, a failover, a dropped connection) or Redis (which
-# holds the per-host request budget) out of reach rolls the task's transaction back; the task
+# A lost connection (pipeline.CONNECTION_ERRORS) rolls the task's transaction back; the task
 # then runs again a little later instead of being dropped.
 TRANSIENT_RETRY: dict[str, Any] = {
-    "autoretry_for": (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError),
+    "autoretry_for": pipeline.CONNECTION_ERRORS,
     "retry_backoff": 1,
     "retry_backoff_max": 60,
 }

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from aggregator import pipeline, store
-from aggregator.db import session_scope
+from aggregator.db import make_engine, session_scope, upgrade_database
+from aggregator.extract import Extracted
 from aggregator.fetch import Fetcher
 from aggregator.models import Article, ExtractionStatus, Source, Story
 from aggregator.settings import Settings
-from tests.conftest import FixtureSite
+from tests.conftest import FixtureSite, make_test_settings
 from tests.pages import article_page, rss_feed
 
 NOW = datetime(2025, 12, 4, 12, 0, tzinfo=UTC)
@@ -277,3 +279,80 @@ def test_a_feed_moved_to_an_overlong_url_keeps_being_polled(
             )
         assert outcome.status in ("new", "not_modified")
     fetcher.close()
+
+
+# ---------------------------------------------------------------- unforeseen failures
+# A bug of ours, or input nobody foresaw, is simulated by making one stage raise; the database
+# refusing a value is real (PostgreSQL refuses NUL in text).
+
+
+class UnforeseenError(RuntimeError):
+    pass
+
+
+def _raise_unforeseen(*_: object, **__: object) -> None:
+    raise UnforeseenError("stage broke")
+
+
+def test_an_unforeseen_poll_failure_is_recorded_on_the_source_and_undone(
+    engine: Engine, settings: Settings, site: FixtureSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = site.serve("/feed.xml", rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    with session_scope(engine) as session:
+        source_id = store.add_source(session=session, url=feed, now=NOW)[0].id or 0
+    fetcher = Fetcher(settings)
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "parse_feed", _raise_unforeseen)
+        with session_scope(engine) as session:
+            broken = pipeline.poll_feed(
+                source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+            )
+    with session_scope(engine) as session:
+        source = session.get(Source, source_id)
+        assert source is not None
+        assert broken.status == "error"
+        assert source.last_error == "poll failed: UnforeseenError: stage broke"
+        assert (source.consecutive_errors, source.last_polled_at) == (1, NOW)
+        assert source.next_poll_at is not None and source.next_poll_at > NOW
+        assert source.etag is None and session.exec(select(Article)).all() == []
+    with session_scope(engine) as session:  # once the cause is gone, the next poll works
+        fixed = pipeline.poll_feed(
+            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+        )
+    fetcher.close()
+    assert fixed.status == "new" and len(fixed.new_article_ids) == 1
+
+
+def test_an_unforeseen_extraction_failure_keeps_the_feeds_summary(
+    engine: Engine, settings: Settings, site: FixtureSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.serve("/strike", article_page("Missile strike wounds six", STRIKE))
+    feed = site.serve("/feed.xml", rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    monkeypatch.setattr(pipeline, "extract_article", _raise_unforeseen)
+    (article_id,) = _run_once(engine, settings, feed)
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None
+        assert article.extraction_status == ExtractionStatus.SUMMARY.value
+        assert article.text == "Strike (summary)" and article.story_id is not None
+        assert article.fetch_error == "extraction failed: UnforeseenError: stage broke"
+
+
+def test_a_fetch_the_database_refuses_is_recorded_not_fetched_again(
+    postgres_url: str, tmp_path: Path, site: FixtureSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_test_settings(tmp_path / "data", postgres_url)
+    engine = make_engine(postgres_url)
+    upgrade_database(engine)
+    site.serve("/strike", article_page("Missile strike wounds six", STRIKE))
+    feed = site.serve("/feed.xml", rss_feed("F", [("s", site.url("/strike"), "Strike")]))
+    unstorable = Extracted("Strike", "Six wounded.\x00" * 40, None, None, "en", None)
+    monkeypatch.setattr(pipeline, "extract_article", lambda *_, **__: unstorable)
+    (article_id,) = _run_once(engine, settings, feed)
+    with session_scope(engine) as session:
+        article = session.get(Article, article_id)
+        assert article is not None
+        assert article.extraction_status == ExtractionStatus.FAILED.value
+        assert (article.fetch_error or "").startswith("storing the fetch failed: DataError")
+        assert (article.text, article.fetched_at) == ("", NOW)
+    engine.dispose()

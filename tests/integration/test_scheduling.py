@@ -156,6 +156,29 @@ class RefusingLimiter:
         raise AssertionError("nothing was acquired")
 
 
+class UnreachableLimiter(RefusingLimiter):
+    """The per-host budget lives in a Redis that is down."""
+
+    def acquire(self, host: str) -> str | None:
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+
+def test_a_redis_outage_during_a_poll_is_retried_not_recorded_against_the_source(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    url = site.serve("/feed", RSS.format(site.url("/a")))
+    source_id = _add(engine, url)
+    fetcher = Fetcher(settings, limiter=UnreachableLimiter())
+    with pytest.raises(redis.exceptions.ConnectionError), session_scope(engine) as session:
+        pipeline.poll_feed(source_id, session=session, fetcher=fetcher, settings=settings, now=NOW)
+    with session_scope(engine) as session:
+        source = session.get(Source, source_id)
+        assert source is not None
+        assert (source.consecutive_errors, source.last_error, source.health) == (0, None, "new")
+    assert site.hits == []
+    fetcher.close()
+
+
 def test_one_host_has_one_budget_however_its_name_is_written(settings: Settings) -> None:
     limiter = RefusingLimiter()
     fetcher = Fetcher(settings, limiter=limiter)
