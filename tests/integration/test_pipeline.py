@@ -55,6 +55,22 @@ def _publish(site: FixtureSite) -> str:
     return site.serve("/feed.xml", rss_feed("Fixture", items), headers={"ETag": '"v1"'})
 
 
+def _add_source(engine: Engine, feed_url: str) -> int:
+    with session_scope(engine) as session:
+        return store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
+
+
+def _poll_once(engine: Engine, settings: Settings, source_id: int) -> pipeline.PollOutcome:
+    fetcher = Fetcher(settings)
+    try:
+        with session_scope(engine) as session:
+            return pipeline.poll_feed(
+                source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
+            )
+    finally:
+        fetcher.close()
+
+
 def _run_once(engine: Engine, settings: Settings, feed_url: str) -> list[int]:
     fetcher = Fetcher(settings)
     with session_scope(engine) as session:
@@ -174,15 +190,7 @@ def test_a_hostile_entry_costs_no_other_entry(
     feed_url = site.serve(
         "/hostile.xml", f'<rss version="2.0"><channel><title>H</title>{items}</channel></rss>'
     )
-    with session_scope(engine) as session:
-        source, _ = store.add_source(session=session, url=feed_url, now=NOW)
-        source_id = source.id or 0
-    fetcher = Fetcher(settings)
-    with session_scope(engine) as session:
-        outcome = pipeline.poll_feed(
-            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-        )
-    fetcher.close()
+    outcome = _poll_once(engine, settings, _add_source(engine, feed_url))
     assert (outcome.status, len(outcome.new_article_ids)) == ("new", 2)
     with session_scope(engine) as session:
         titles = sorted(a.title for a in session.exec(select(Article)).all())
@@ -211,14 +219,7 @@ def test_an_entry_with_an_unusable_link_costs_no_other_entry(
     feed_url = site.serve(
         "/links.xml", f'<rss version="2.0"><channel><title>L</title>{items}</channel></rss>'
     )
-    with session_scope(engine) as session:
-        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
-    fetcher = Fetcher(settings)
-    with session_scope(engine) as session:
-        outcome = pipeline.poll_feed(
-            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-        )
-    fetcher.close()
+    outcome = _poll_once(engine, settings, _add_source(engine, feed_url))
     assert outcome.status == "new"
     with session_scope(engine) as session:
         titles = sorted(a.title for a in session.exec(select(Article)).all())
@@ -229,14 +230,8 @@ def test_a_feed_redirecting_to_a_malformed_url_is_recorded_as_an_error(
     engine: Engine, settings: Settings, site: FixtureSite
 ) -> None:
     feed_url = site.serve("/moved.xml", "", status=301, headers={"Location": "http://[127.0.0.9/"})
-    with session_scope(engine) as session:
-        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
-    fetcher = Fetcher(settings)
-    with session_scope(engine) as session:
-        outcome = pipeline.poll_feed(
-            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-        )
-    fetcher.close()
+    source_id = _add_source(engine, feed_url)
+    outcome = _poll_once(engine, settings, source_id)
     assert outcome.status == "error"
     with session_scope(engine) as session:
         source = session.get(Source, source_id)
@@ -269,16 +264,10 @@ def test_a_feed_moved_to_an_overlong_url_keeps_being_polled(
     moved the source there failed (as a lost connection: retried, never recorded)."""
     target = site.serve("/" + LONG_PATH, rss_feed("F", [("s", site.url("/strike"), "Strike")]))
     feed_url = site.serve("/old.xml", "", status=301, headers={"Location": target})
-    with session_scope(engine) as session:
-        source_id = store.add_source(session=session, url=feed_url, now=NOW)[0].id or 0
-    fetcher = Fetcher(settings)
+    source_id = _add_source(engine, feed_url)
     for _ in range(settings.feed_move_confirmations + 1):
-        with session_scope(engine) as session:
-            outcome = pipeline.poll_feed(
-                source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-            )
+        outcome = _poll_once(engine, settings, source_id)
         assert outcome.status in ("new", "not_modified")
-    fetcher.close()
 
 
 # ---------------------------------------------------------------- unforeseen failures
@@ -298,15 +287,10 @@ def test_an_unforeseen_poll_failure_is_recorded_on_the_source_and_undone(
     engine: Engine, settings: Settings, site: FixtureSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feed = site.serve("/feed.xml", rss_feed("F", [("s", site.url("/strike"), "Strike")]))
-    with session_scope(engine) as session:
-        source_id = store.add_source(session=session, url=feed, now=NOW)[0].id or 0
-    fetcher = Fetcher(settings)
+    source_id = _add_source(engine, feed)
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "parse_feed", _raise_unforeseen)
-        with session_scope(engine) as session:
-            broken = pipeline.poll_feed(
-                source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-            )
+        broken = _poll_once(engine, settings, source_id)
     with session_scope(engine) as session:
         source = session.get(Source, source_id)
         assert source is not None
@@ -315,11 +299,7 @@ def test_an_unforeseen_poll_failure_is_recorded_on_the_source_and_undone(
         assert (source.consecutive_errors, source.last_polled_at) == (1, NOW)
         assert source.next_poll_at is not None and source.next_poll_at > NOW
         assert source.etag is None and session.exec(select(Article)).all() == []
-    with session_scope(engine) as session:  # once the cause is gone, the next poll works
-        fixed = pipeline.poll_feed(
-            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-        )
-    fetcher.close()
+    fixed = _poll_once(engine, settings, source_id)  # once the cause is gone, polls work
     assert fixed.status == "new" and len(fixed.new_article_ids) == 1
 
 

@@ -234,6 +234,13 @@ def test_cli_unreadable_files_fail_clearly_but_the_others_are_extracted(
         assert rows[0]["error"].startswith("cannot read") and rows[1]["error"].startswith("cannot")
 
 
+STRIKE_PARAGRAPHS = "".join(
+    f"<p>Paragraph {n}: a missile struck the city overnight, wounding six people including"
+    " a girl, regional officials said on Thursday; buildings and a school were damaged.</p>"
+    for n in range(3)
+)
+
+
 def test_structured_data_cannot_smuggle_a_nul_into_the_article() -> None:
     """JSON-LD decodes \\u0000 to a NUL, which PostgreSQL refuses in text: the article's fetch
     would fail on every attempt (a feed's entries seldom name their author)."""
@@ -241,14 +248,9 @@ def test_structured_data_cannot_smuggle_a_nul_into_the_article() -> None:
         '{"@context": "https://schema.org", "@type": "NewsArticle", "headline": "Strike\\u0000 hits",'
         ' "author": {"@type": "Person", "name": "Jane\\u0000 Doe"}}'
     )
-    paragraphs = "".join(
-        f"<p>Paragraph {n}: a missile struck the city overnight, wounding six people including"
-        " a girl, regional officials said on Thursday; buildings and a school were damaged.</p>"
-        for n in range(3)
-    )
     page = (
         f'<html lang="en"><head><script type="application/ld+json">{data}</script></head>'
-        f"<body><article>{paragraphs}</article></body></html>"
+        f"<body><article>{STRIKE_PARAGRAPHS}</article></body></html>"
     )
     extracted = extract_article(page, url=URL)
     assert extracted is not None
@@ -258,14 +260,9 @@ def test_structured_data_cannot_smuggle_a_nul_into_the_article() -> None:
 @pytest.mark.parametrize("image", ["http://[fixture.example/a.jpg", "http://[::1/a.jpg"])
 def test_an_image_url_that_is_no_url_is_no_image(image: str) -> None:
     """urljoin raised ValueError on it, out of extract_article: the fetch failed every time."""
-    paragraphs = "".join(
-        f"<p>Paragraph {n}: a missile struck the city overnight, wounding six people including"
-        " a girl, regional officials said on Thursday; buildings and a school were damaged.</p>"
-        for n in range(3)
-    )
     page = (
         f'<html lang="en"><head><meta property="og:image" content="{image}"></head>'
-        f"<body><article>{paragraphs}</article></body></html>"
+        f"<body><article>{STRIKE_PARAGRAPHS}</article></body></html>"
     )
     extracted = extract_article(page, url=URL)
     assert extracted is not None and extracted.image_url is None
