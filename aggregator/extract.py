@@ -33,6 +33,8 @@ from trafilatura.metadata import examine_meta, extract_meta_json, extract_title
 from trafilatura.settings import Document
 from trafilatura.utils import load_html
 
+from aggregator.storable import storable_text
+
 MIN_WORDS = 25  # less than this is a teaser, a wall or an error page, not an article
 # The precise extraction is retried in balanced mode when it is short and covers little of the
 # text the page holds in paragraphs; the retry is kept when it is clearly longer. Thresholds as
@@ -109,18 +111,18 @@ def extract_article(html: bytes | str, *, url: str) -> Extracted | None:
     if tree is None:
         return None
     metadata = _metadata(tree, url=url)
-    title = " ".join(_storable(metadata.title).split())
-    text = _storable(_main_text(tree, url=url))
+    title = " ".join(storable_text(metadata.title).split())
+    text = storable_text(_main_text(tree, url=url))
     text = _without_leading_title(_without_teaser_lines(text), title)
     if word_count(text) < MIN_WORDS:
         return None
     return Extracted(
         title=title,
         text=text,
-        author=_storable(metadata.author) or None,
+        author=storable_text(metadata.author) or None,
         published=_parse_date(metadata.date),
         language=article_language(page_language(tree), text),
-        image_url=_image_url(_storable(metadata.image), base_url=url),
+        image_url=_image_url(storable_text(metadata.image), base_url=url),
     )
 
 
@@ -131,15 +133,6 @@ def _image_url(image: str, *, base_url: str) -> str | None:
         return urljoin(base_url, image) if image else None
     except ValueError:
         return None
-
-
-# What no database stores as text: PostgreSQL refuses NUL, no driver encodes a lone surrogate.
-# The HTML parser drops them, but structured data (JSON-LD "\u0000") brings them back.
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
-
-
-def _storable(value: str | None) -> str:
-    return _UNSTORABLE.sub("", value or "")
 
 
 # ---------------------------------------------------------------- text

@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 import feedparser
 import lxml.html
 
+from aggregator.storable import storable_text
 from aggregator.urls import bounded_key, canonical_url
 
 
@@ -46,7 +47,6 @@ ILLEGAL_XML_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
 # one decodes them (or raises, for a surrogate or a number beyond Unicode). PostgreSQL refuses NUL
 # in text and no driver encodes a surrogate: one such entry would fail the whole poll.
 _CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
 class FeedError(ValueError):
@@ -72,7 +72,7 @@ def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = Non
     feed = parsed.feed
     result = ParsedFeed(
         title=_clean_text(feed.get("title", "")),
-        site_url=_storable(feed.get("link")),
+        site_url=storable_text(feed.get("link")),
         entries=entries,
         ttl_minutes=_as_int(feed.get("ttl")),
         problem=problem,
@@ -91,13 +91,13 @@ def _bozo_problem(parsed: Any) -> str | None:
 
 
 def _parse_entry(raw: Any, *, base_url: str) -> ParsedEntry | None:
-    link = _usable_link(_storable(raw.get("link")).strip(), base_url=base_url)
+    link = _usable_link(storable_text(raw.get("link")).strip(), base_url=base_url)
     title = _clean_text(raw.get("title", ""))
     if not link and not title:
         return None
     summary = _clean_text(raw.get("summary", ""))
     return ParsedEntry(
-        guid=_storable(raw.get("id")).strip(),  # the feed's own GUID; see _with_identities
+        guid=storable_text(raw.get("id")).strip(),  # the feed's own GUID; see _with_identities
         link=link,
         title=title,
         summary=summary,
@@ -215,14 +215,9 @@ def _entry_time(raw: Any) -> datetime | None:
     return None
 
 
-def _storable(value: object) -> str:
-    """The text without the characters no database stores (see _UNSTORABLE)."""
-    return _UNSTORABLE.sub("", str(value or ""))
-
-
 def _clean_text(value: object) -> str:
     """Feed text is HTML-ish: keep the words, drop the markup, fold white space."""
-    text = _storable(value)
+    text = storable_text(value)
     if "<" in text or "&" in text:
         with contextlib.suppress(ValueError, lxml.etree.ParserError):
             text = lxml.html.fromstring(f"<div>{text}</div>").text_content()  # type: ignore[attr-defined]

@@ -60,7 +60,8 @@ from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, S
 from aggregator.schedule import WEEK, PollBounds, next_poll_at, server_hint
 from aggregator.schedule import retry_after as schedule_retry_after
 from aggregator.settings import Settings
-from aggregator.urls import MAX_KEY_BYTES, canonical_url
+from aggregator.storable import storable_text
+from aggregator.urls import canonical_url, fits_key
 
 log = logging.getLogger(__name__)
 MAX_BATCHES_PER_TICK = 50  # poll_batch_size sources each
@@ -189,8 +190,7 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 
 def _described(error: Exception) -> str:
     """An error as one short line for a record: its class and the start of its message."""
-    text = f"{type(error).__name__}: {error}".replace("\x00", "")
-    return " ".join(text.split())[:400]
+    return " ".join(storable_text(f"{type(error).__name__}: {error}").split())[:400]
 
 
 def _poll(
@@ -267,7 +267,7 @@ def _follow_permanent_redirects(
         confirmations=settings.feed_move_confirmations,
     )
     source.moved_to_url, source.moved_count = move.moved_to_url, move.moved_count
-    if not move.new_url or len(move.new_url.encode()) > MAX_KEY_BYTES:
+    if not move.new_url or not fits_key(move.new_url):
         return  # too long for sources.url's unique index: the old URL still leads there
     if not store.source_url_taken(session=session, url=move.new_url):
         log.info("source %s moved permanently: %s -> %s", source.id, source.url, move.new_url)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import lxml.etree as etree
 
-from aggregator.urls import MAX_KEY_BYTES
+from aggregator.urls import MAX_KEY_BYTES, fits_key
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,15 @@ def _entry(url: str, title: str) -> SourceEntry:
     url = url.strip()
     if "\x00" in title:
         raise SourceListError(f"NUL character in the title of {url!r}")
-    if not _is_http_url(url):
+    if not is_feed_url(url):
         raise SourceListError(f"not an http(s) feed URL: {url[:200]!r}")
-    if len(url.encode()) > MAX_KEY_BYTES:
+    if not fits_key(url):
         raise SourceListError(f"feed URL over {MAX_KEY_BYTES} bytes: {url[:200]!r}…")
     return SourceEntry(url, title.strip())
 
 
-def _is_http_url(url: str) -> bool:
+def is_feed_url(url: str) -> bool:
+    """An http(s) URL with a host and no control characters (what a feed URL must be)."""
     try:
         parts = urlsplit(url)
     except ValueError:  # a broken IPv6 address

@@ -48,12 +48,17 @@ MAX_KEY_BYTES = 2000
 _DIGEST_MARK = "#sha256="
 
 
+def fits_key(key: str) -> bool:
+    """Whether the key (a URL or GUID kept under a unique index) is short enough to index."""
+    return len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+
+
 def bounded_key(key: str) -> str:
     """The key if short enough to be indexed, else its beginning and a digest of the whole (in a
     fragment, which a canonical URL never has, so it collides with no real one)."""
-    data = key.encode("utf-8", "surrogatepass")
-    if len(data) <= MAX_KEY_BYTES:
+    if fits_key(key):
         return key
+    data = key.encode("utf-8", "surrogatepass")
     digest = hashlib.sha256(data).hexdigest()
     head = data[: MAX_KEY_BYTES - len(_DIGEST_MARK) - len(digest)].decode("utf-8", "ignore")
     return f"{head}{_DIGEST_MARK}{digest}"
@@ -83,11 +88,10 @@ def is_public_address(address: IpAddress) -> bool:
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped or address.sixtofour:
-        return address.ipv4_mapped or address.sixtofour
-    if any(address in net for net in IPV4_EMBEDDING_NETWORKS):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is None and any(address in net for net in IPV4_EMBEDDING_NETWORKS):
+        embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return embedded
 
 
 def is_address_allowed(address: IpAddress, allowed_networks: Iterable[IpNetwork]) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from sqlmodel import Session
@@ -23,7 +22,7 @@ from aggregator.api.schemas import (
 from aggregator.api.shape import source_out
 from aggregator.api.stories import CursorQuery
 from aggregator.models import Source, SourceHealth
-from aggregator.sources import SourceListError, parse_source_list
+from aggregator.sources import SourceListError, is_feed_url, parse_source_list
 
 router = APIRouter(tags=["sources"])
 MAX_IMPORT_BYTES = 1024 * 1024
@@ -152,12 +151,7 @@ async def _body(request: Request) -> bytes:
 
 def _feed_url(url: str) -> str:
     url = url.strip()
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        valid = False
-    if not valid or any(ord(c) < 32 for c in url):
+    if not is_feed_url(url):
         raise HTTPException(422, "url: not an http(s) URL")
     return url
 
