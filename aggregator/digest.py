@@ -37,7 +37,7 @@ SUBJECT_MAX_CHARS = 140
 class Outlet:
     source_id: int
     name: str
-    url: str  # the outlet's article about the story
+    url: str  # the outlet's article about the story; "" if it has none (or no safe one)
 
 
 @dataclass(frozen=True)
@@ -297,14 +297,14 @@ def _truncate(text: str, limit: int) -> str:
 
 def digest_story(story: CandidateStory, texts: Sequence[str]) -> DigestStory:
     """A selected story with its summary, ready to render."""
-    outlets = tuple(o for o in story.outlets if safe_link(o.url))
+    outlets = tuple(replace(o, url=o.url if safe_link(o.url) else "") for o in story.outlets)
     return DigestStory(
         id=story.id,
         headline=plain_text(story.headline),
         summary=summarise(texts),
         article_count=story.article_count,
         outlets=outlets,
-        url=outlets[0].url if outlets else "",
+        url=next((o.url for o in outlets if o.url), ""),
     )
 
 

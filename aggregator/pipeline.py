@@ -13,6 +13,7 @@ safe to run twice: a second run finds its work done and returns nothing new.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections.abc import Sequence
@@ -295,12 +296,13 @@ def _store_entry(
     """A new entry becomes a pending article; a known one is updated in place. Returns the id
     when the article needs (re)fetching."""
     assert source.id is not None
-    if not entry.link:
+    if not (entry.link or entry.summary):
+        log.info("source %s: entry %r has no link and no text: skipped", source.id, entry.title)
         return None
     known = store.article_by_guid(session=session, source_id=source.id, guid=entry.guid)
     if known is not None:
         return _update_entry(known, entry, session=session)
-    canonical = canonical_url(entry.link)
+    canonical = _entry_key(source.id, entry)
     if store.canonical_url_taken(session=session, canonical_url=canonical):
         return None
     tombstone = purge.find_tombstone(
@@ -324,6 +326,15 @@ def _store_entry(
     return store.insert_article(session=session, article=article)
 
 
+def _entry_key(source_id: int, entry: ParsedEntry) -> str:
+    """The article's unique key: its canonical URL; for an entry without a link (RSS allows
+    items that are only a text), the feed and the entry's identity within it."""
+    if entry.link:
+        return canonical_url(entry.link)
+    identity = hashlib.sha256(entry.guid.encode()).hexdigest()[:32]
+    return f"entry:{source_id}:{identity}"
+
+
 def _update_entry(article: Article, entry: ParsedEntry, *, session: Session) -> int | None:
     """An entry edited in place (its hash changed) updates the article; a new link re-fetches."""
     if article.entry_hash == entry.entry_hash:
@@ -334,6 +345,11 @@ def _update_entry(article: Article, entry: ParsedEntry, *, session: Session) -> 
         return None
     article.title, article.summary = entry.title, entry.summary
     article.published_at = entry.published or article.published_at
+    if not article.url and not entry.link:  # its text is the feed's: take the edit in again
+        article.extraction_status = ExtractionStatus.PENDING.value
+        return article.id
+    if not entry.link:
+        return None  # the page it linked to before is still its page
     canonical = canonical_url(entry.link)
     if canonical == article.canonical_url or store.canonical_url_taken(
         session=session, canonical_url=canonical
@@ -468,9 +484,12 @@ def fetch_article(
         # Fetched already: a redelivered fetch whose first run died after its commit, before
         # enqueueing the clustering, sends the article on (clustering it twice is harmless).
         return article.story_id is None and article.extraction_status in _CLUSTERABLE
-    extracted, error = _download_and_extract(
-        article.url, fetcher=fetcher, settings=settings, now=now, final_attempt=final_attempt
-    )
+    if article.url:
+        extracted, error = _download_and_extract(
+            article.url, fetcher=fetcher, settings=settings, now=now, final_attempt=final_attempt
+        )
+    else:  # a feed item without a link: the feed's text is all there is
+        extracted, error = None, None if article.summary else "the feed's item has no text"
     return _store_extraction_or_record(article, extracted, error, session=session, now=now)
 
 

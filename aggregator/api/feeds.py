@@ -72,6 +72,12 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def _external_url(view: StoryView) -> dict[str, str]:
+    """The representative report's page, if it has one (a feed item may have no link)."""
+    url = view.representative.url if view.representative else ""
+    return {"external_url": url} if url else {}
+
+
 def _content(view: StoryView) -> str:
     outlets = ", ".join(name for _, name in view.outlets)
     summary = view.representative.excerpt if view.representative else ""
@@ -127,7 +133,7 @@ def render_json_feed(views: list[StoryView], *, base: str, self_url: str) -> dic
                 "date_modified": view.story.last_seen.isoformat(),
                 "authors": [{"name": name} for _, name in view.outlets],
                 "tags": list(view.story.keywords)[:8],
-                **({"external_url": view.representative.url} if view.representative else {}),
+                **_external_url(view),
             }
             for view in views
         ],

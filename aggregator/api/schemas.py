@@ -20,7 +20,10 @@ class ArticleOut(BaseModel):
     source_id: int
     outlet: str
     title: str
-    url: str
+    url: str = Field(
+        description="The outlet's page. Empty when the feed item had no link: RSS allows items"
+        " that are only a text, and the article's text is then the feed's."
+    )
     published_at: datetime | None
     excerpt: str
     extraction_status: str

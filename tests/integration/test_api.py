@@ -314,6 +314,41 @@ def test_pages_escape_what_feeds_say(api: Api) -> None:
             session.delete(session.get(Story, story_id))
 
 
+def test_a_report_without_a_link_is_shown_without_one(api: Api) -> None:
+    engine = api.client.app.state.engine  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        source, _ = store.add_source(session=session, url="http://wire.example/rss", now=now)
+        story = Story(headline="Wire bulletin", first_seen=now, last_seen=now)
+        session.add(story)
+        session.flush()
+        bulletin = Article(
+            source_id=source.id or 0,
+            story_id=story.id,
+            guid="bulletin-1",
+            url="",
+            canonical_url=f"entry:{source.id}:bulletin-1",
+            title="Wire bulletin: six wounded",
+            text="Six people were wounded.",
+            discovered_at=now,
+        )
+        session.add(bulletin)
+        session.flush()
+        ids = (source.id, story.id, bulletin.id)
+    try:
+        page = api.client.get(f"/s/{ids[1]}").text
+        assert "Wire bulletin: six wounded" in page and 'href="#"' not in page
+        article = api.client.get(f"/articles/{ids[2]}").json()
+        assert (article["url"], article["title"]) == ("", "Wire bulletin: six wounded")
+        feed = api.client.get("/stories.json", params={"q": "bulletin"}).json()
+        (item,) = [i for i in feed["items"] if i["id"].endswith(f"/stories/{ids[1]}")]
+        assert "external_url" not in item  # not an empty one
+    finally:
+        with session_scope(engine) as session:
+            for model, key in zip((Article, Story, Source), ids[::-1], strict=True):
+                session.delete(session.get(model, key))
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

@@ -72,16 +72,18 @@ def _poll_once(engine: Engine, settings: Settings, source_id: int) -> pipeline.P
 
 
 def _run_once(engine: Engine, settings: Settings, feed_url: str) -> list[int]:
-    fetcher = Fetcher(settings)
     with session_scope(engine) as session:
         source, _ = store.add_source(session=session, url=feed_url, now=NOW)
         source.next_poll_at = NOW
         source_id = source.id or 0
-    with session_scope(engine) as session:
-        outcome = pipeline.poll_feed(
-            source_id, session=session, fetcher=fetcher, settings=settings, now=NOW
-        )
-    for article_id in outcome.new_article_ids:
+    outcome = _poll_once(engine, settings, source_id)
+    _fetch_and_cluster(engine, settings, outcome.new_article_ids)
+    return outcome.new_article_ids
+
+
+def _fetch_and_cluster(engine: Engine, settings: Settings, article_ids: list[int]) -> None:
+    fetcher = Fetcher(settings)
+    for article_id in article_ids:
         with session_scope(engine) as session:
             go_on = pipeline.fetch_article(
                 article_id, session=session, fetcher=fetcher, settings=settings, now=NOW
@@ -90,7 +92,6 @@ def _run_once(engine: Engine, settings: Settings, feed_url: str) -> list[int]:
             with session_scope(engine) as session:
                 pipeline.cluster_article(article_id, session=session, settings=settings, now=NOW)
     fetcher.close()
-    return outcome.new_article_ids
 
 
 def test_feed_to_stories(engine: Engine, settings: Settings, site: FixtureSite) -> None:
@@ -301,6 +302,77 @@ def test_an_unforeseen_poll_failure_is_recorded_on_the_source_and_undone(
         assert source.etag is None and session.exec(select(Article)).all() == []
     fixed = _poll_once(engine, settings, source_id)  # once the cause is gone, polls work
     assert fixed.status == "new" and len(fixed.new_article_ids) == 1
+
+
+def _linkless_feed(items: list[str]) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Wire</title>'
+        f"{''.join(f'<item>{item}</item>' for item in items)}</channel></rss>"
+    )
+
+
+def test_feed_items_without_a_link_are_stored_with_the_feeds_text(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    """RSS allows items that are only a text (a wire's short bulletins): each is an article
+    whose text is the feed's, with no page to fetch, and a later edit or link is taken in."""
+    strike = f"<title>Missile strike wounds six</title><description>{STRIKE[0]}</description>"
+    comet = f"<title>Comet on odd orbit</title><description>{COMET[0]}</description>"
+    comet += '<guid isPermaLink="false">bulletin-2</guid>'
+    short = "<title>A headline and nothing else</title>"
+    feed = site.serve(
+        "/wire.xml",
+        _linkless_feed(
+            [
+                f'<guid isPermaLink="false">bulletin-1</guid>{strike}',
+                comet,
+                short,  # nothing to cluster: not stored
+                f"<title>Rescue crews clear debris</title><description>{STRIKE[2]}</description>",
+            ]
+        ),
+    )
+    first = _run_once(engine, settings, feed)
+    assert len(first) == 3 and site.hits == ["/wire.xml"]  # no page fetched for any
+    with session_scope(engine) as session:
+        stored = {a.title: a for a in session.exec(select(Article)).all()}
+        assert set(stored) == {
+            "Missile strike wounds six",
+            "Comet on odd orbit",
+            "Rescue crews clear debris",
+        }
+        bulletin = stored["Missile strike wounds six"]
+        assert (bulletin.url, bulletin.fetch_error) == ("", None)
+        assert bulletin.extraction_status == ExtractionStatus.SUMMARY.value
+        assert bulletin.text == STRIKE[0] and bulletin.story_id is not None
+        assert len({a.canonical_url for a in stored.values()}) == 3
+        assert stored["Rescue crews clear debris"].guid.startswith("title:")  # no GUID
+    edited = strike.replace(STRIKE[0], f"{STRIKE[0]} {STRIKE[1]}")
+    site.serve("/comet", article_page("Astronomers spot comet on unusual orbit", COMET))
+    site.serve(
+        "/wire.xml",
+        _linkless_feed(
+            [
+                f'<guid isPermaLink="false">bulletin-1</guid>{edited}',
+                f"{comet}<link>{site.url('/comet')}</link>",
+                short,
+                f"<title>Rescue crews clear debris</title><description>{STRIKE[2]}</description>",
+            ]
+        ),
+    )
+    second = _poll_once(engine, settings, _source_id(engine))
+    assert len(second.new_article_ids) == 2  # the edited and the linked, updated in place
+    _fetch_and_cluster(engine, settings, second.new_article_ids)
+    with session_scope(engine) as session:
+        stored = {a.title: a for a in session.exec(select(Article)).all()}
+        assert len(stored) == 3 and STRIKE[1] in stored["Missile strike wounds six"].text
+        linked = stored["Comet on odd orbit"]
+        assert linked.url == site.url("/comet") and "/comet" in site.hits
+        assert linked.extraction_status == ExtractionStatus.EXTRACTED.value
+
+
+def _source_id(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        return session.exec(select(Source)).one().id or 0
 
 
 def test_an_unforeseen_extraction_failure_keeps_the_feeds_summary(

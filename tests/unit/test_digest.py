@@ -230,6 +230,20 @@ def _page() -> DigestPage:
     )
 
 
+def test_an_outlet_whose_report_has_no_link_is_named_without_one() -> None:
+    story = CandidateStory(
+        id=1,
+        headline="Wire bulletin: strike wounds six",
+        last_seen=NOW,
+        article_count=2,
+        outlets=(Outlet(1, "Wire", ""), Outlet(2, "Paper", "https://paper.example/a")),
+        outlet_count=2,
+    )
+    rendered = digest.render_digest([digest.digest_story(story, [])], _page())
+    assert "\nWire, \n" in rendered.html and "  - Wire\n  - Paper: https" in rendered.text
+    assert 'href=""' not in rendered.html and "https://paper.example/a" in rendered.html
+
+
 def test_rendering_escapes_feed_text_and_drops_unsafe_links() -> None:
     story = CandidateStory(
         id=1,
