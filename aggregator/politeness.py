@@ -1,7 +1,8 @@
 """Per-host politeness: at most N requests a minute and M in flight at once, per host.
 
-Shared by every worker through Redis when the broker is Redis; otherwise kept in this process
-(enough for `aggregator crawl`, the demo and a single worker process)."""
+Shared by every worker through Redis (`Settings.shared_redis_url`: the Redis broker, or
+`AGGREGATOR_REDIS_URL` beside another broker); otherwise kept in this process (enough for
+`aggregator crawl`, the demo and a single worker process)."""
 
 from __future__ import annotations
 
@@ -101,10 +102,10 @@ class RedisHostLimiter:
 
 
 def make_host_limiter(settings: Settings) -> HostLimiter:
-    """Redis when the broker is Redis, else this process."""
-    if settings.broker_is_redis:
+    """In the shared Redis if there is one, else in this process."""
+    if settings.shared_redis_url:
         return RedisHostLimiter(
-            redis.Redis.from_url(settings.effective_broker_url),
+            redis.Redis.from_url(settings.shared_redis_url),
             per_minute=settings.host_requests_per_minute,
             concurrent=settings.host_max_concurrent,
             slot_seconds=settings.fetch_timeout + 30,

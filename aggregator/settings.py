@@ -37,7 +37,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Folder for the SQLite file and queues.")
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir.")
-    broker_url: str = Field("", description="Celery broker; empty = filesystem queue in data_dir.")
+    broker_url: str = Field(
+        "", description="Celery broker (Redis or RabbitMQ); empty = filesystem queue in data_dir."
+    )
+    redis_url: str = Field(
+        "",
+        description="Redis for the counts every process shares (request budgets per host, API"
+        " rate limits, task statistics); empty = the broker if it is Redis, else each process"
+        " counts alone.",
+    )
     sources_file: Path = Field(Path("config/sources.toml"), description="Default source list.")
 
     fetch_allow_networks: Annotated[list[IpNetwork], NoDecode] = Field(
@@ -193,10 +201,22 @@ class Settings(BaseSettings):
         return self.effective_broker_url.startswith(("redis://", "rediss://"))
 
     @property
+    def broker_is_amqp(self) -> bool:
+        return self.effective_broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+    @property
+    def shared_redis_url(self) -> str:
+        """The Redis where every process keeps the counts they share: ``redis_url``, else the
+        broker if it is Redis; "" when there is none (each process then counts alone)."""
+        if self.redis_url:
+            return self.redis_url
+        return self.effective_broker_url if self.broker_is_redis else ""
+
+    @property
     def shared_counter_uri(self) -> str:
-        """Storage (a `limits` URI) for counters every process must see: the Redis broker, or
-        this process's memory for the server-less default."""
-        return self.effective_broker_url if self.broker_is_redis else "memory://"
+        """Storage (a `limits` URI) for counters every process must see: the shared Redis, or
+        this process's memory without one (the server-less default)."""
+        return self.shared_redis_url or "memory://"
 
     @property
     def queue_dir(self) -> Path:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make sure the servers the tests talk to are up: PostgreSQL (127.0.0.1:5432, trust auth) and
-# Redis (127.0.0.1:6379). Starts whichever is down, with the commands this machine image uses,
-# and installs the system packages the tests need when they are missing. Idempotent.
+# Make sure the servers the tests talk to are up: PostgreSQL (127.0.0.1:5432, trust auth), Redis
+# (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672, guest/guest). Starts whichever is down, with the
+# commands this machine image uses, and installs the system packages the tests need when they are
+# missing. Idempotent.
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -44,11 +45,24 @@ start_redis() {
   wait_port 6379
 }
 
+start_rabbitmq() {
+  port_open 5672 || {
+    ensure_packages rabbitmq-server
+    log "starting RabbitMQ"
+    as_root rabbitmq-server -detached
+    wait_port 5672
+  }
+  # The tests add a virtual host of their own with rabbitmqctl, and connect as guest.
+  for _ in $(seq 1 60); do as_root rabbitmqctl -q await_startup >/dev/null 2>&1 && return 0; sleep 1; done
+  log "rabbitmqctl cannot reach RabbitMQ"; return 1
+}
+
 start_postgres
 start_redis
+start_rabbitmq
 # Headless Chromium renders the pages for people and the digest in the rendering tests.
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || ensure_packages chromium
 # The tests create (and drop) their own databases; they need a role that may do so over TCP.
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc "select 1" >/dev/null \
   || { log "PostgreSQL does not accept the postgres role over TCP with trust auth"; exit 1; }
-log "PostgreSQL and Redis are up"
+log "PostgreSQL, Redis and RabbitMQ are up"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +32,34 @@ POSTGRES_URL = os.environ.get(
     "AGGREGATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+
+RABBITMQ = os.environ.get("AGGREGATOR_TEST_RABBITMQ", "guest:guest@127.0.0.1:5672")
+
+
+def rabbitmqctl(*args: str) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@contextmanager
+def new_rabbitmq_vhost() -> Iterator[str]:
+    """The AMQP URL of a new, empty virtual host on the local RabbitMQ, deleted afterwards."""
+    name = f"aggregator_test_{uuid.uuid4().hex[:12]}"
+    user = RABBITMQ.split(":", 1)[0]
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        yield f"amqp://{RABBITMQ}/{name}"
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def rabbitmq_messages(broker_url: str) -> int:
+    """Messages in the virtual host's queues, ready or delivered and not yet acknowledged."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    listing = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "messages")
+    return sum(int(count) for count in listing.split())
 
 
 @contextmanager

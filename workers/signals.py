@@ -14,7 +14,7 @@ from celery.signals import setup_logging, task_postrun, task_prerun
 
 from aggregator import task_stats
 from aggregator.logs import bind_fields, configure_logging, unbind_fields
-from aggregator.queues import broker_redis
+from aggregator.queues import shared_redis
 from aggregator.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -63,4 +63,4 @@ def _task_finished(task_id: str, task: Any, state: str | None = None, **_: Any) 
 
 @cache
 def _stats_client() -> redis.Redis | None:
-    return broker_redis(get_settings(), timeout=2)
+    return shared_redis(get_settings(), timeout=2)

@@ -91,10 +91,12 @@ def _fetch(article_id: int, failures: int, *, wait_for_host: bool) -> bool:
             time.sleep(EAGER_BUSY_WAIT_SECONDS)
 
 
-# Redis redelivers a task it has not seen acknowledged within its visibility timeout (an hour by
-# default), and a task waiting out its countdown is not acknowledged: a longer countdown would run
-# the retry twice. A server's Retry-After beyond this is obeyed only up to it.
-LONGEST_RETRY_COUNTDOWN = 1800.0
+# A task waiting out its countdown is not acknowledged, and the brokers do not wait for ever:
+# Redis hands the message out again after its visibility timeout (an hour by default), which
+# would run the retry twice, and RabbitMQ closes a consumer that holds a delivery longer than its
+# consumer_timeout (30 minutes by default). 20 minutes leaves room for the run itself and a busy
+# pool. A server's Retry-After beyond this is obeyed only up to it.
+LONGEST_RETRY_COUNTDOWN = 1200.0
 
 
 # The in-process crawl's pause before it tries a busy host again (see _fetch).

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from aggregator.api.deps import SettingsDep
-from aggregator.api.telemetry import broker_ready
+from aggregator.queues import broker_problem
 
 router = APIRouter(tags=["operations"])
 
@@ -29,7 +29,7 @@ def healthz() -> dict[str, str]:
 )
 def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     """The database and the broker answer: 200, else 503 with what failed."""
-    problems = [p for p in (_database_problem(request), broker_ready(settings)) if p]
+    problems = [p for p in (_database_problem(request), broker_problem(settings)) if p]
     status = 503 if problems else 200
     return JSONResponse(
         {"status": "unavailable" if problems else "ok", "problems": problems}, status

@@ -88,7 +88,7 @@ class SubscriberOut(BaseModel):
 
 class SignupLimiter:
     """Sign-ups per client address in a moving hour, counted where every API process sees them:
-    in Redis when the broker is Redis, else in this process (the server-less default)."""
+    in the shared Redis if there is one, else in this process (the server-less default)."""
 
     def __init__(self, settings: Settings) -> None:
         counts = storage.storage_from_string(settings.shared_counter_uri, wrap_exceptions=True)

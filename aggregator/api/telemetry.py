@@ -3,7 +3,6 @@ store and the queue read at each scrape (so the figures hold for every worker pr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aggregator import queries, task_stats
 from aggregator.db import session_scope
 from aggregator.models import Article, Source
-from aggregator.queues import broker_redis, queue_depths
+from aggregator.queues import queue_depths, shared_redis
 from aggregator.settings import Settings
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -72,7 +71,7 @@ class StoreCollector(Collector):
 
     def task_families(self) -> Iterator[Metric]:
         """Outcomes and durations of the workers' tasks, counted in Redis by every worker."""
-        client = broker_redis(self.settings, timeout=1)
+        client = shared_redis(self.settings, timeout=1)
         if client is None:
             return
         try:
@@ -118,22 +117,3 @@ def make_registry(engine: Engine, settings: Settings) -> tuple[CollectorRegistry
     )
     registry.register(StoreCollector(engine, settings))
     return registry, latency
-
-
-def broker_ready(settings: Settings) -> str | None:
-    """None when the broker is reachable; otherwise what is wrong."""
-    client = broker_redis(settings, timeout=2)
-    if client is not None:
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            return f"broker: {type(exc).__name__}"
-        finally:
-            client.close()
-        return None
-    folder = settings.queue_dir / "messages"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"broker: queue folder: {exc.strerror}"
-    return None if os.access(folder, os.W_OK) else "broker: queue folder is not writable"

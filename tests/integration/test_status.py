@@ -7,14 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import redis
+from kombu import Connection
 from sqlalchemy.engine import Engine
 
 from aggregator.db import session_scope
 from aggregator.models import Source, SourceHealth
-from aggregator.queues import queue_depths
+from aggregator.queues import broker_problem, queue_depths
 from aggregator.settings import Settings
 from aggregator.status import collect_status, format_status, percentile
-from tests.conftest import Invoke
+from tests.conftest import Invoke, new_rabbitmq_vhost
 from tests.stored import NOW, add_extracted_article
 
 STATUS_DB = "redis://127.0.0.1:6379/12"  # a database of its own: the real queues stay untouched
@@ -64,6 +65,30 @@ def test_queue_depths_from_redis_and_from_the_queue_folder(tmp_path: Path) -> No
     assert queue_depths(on_files) == {"all": 2}
     unreachable = Settings(_env_file=None, broker_url="redis://127.0.0.1:1/0", data_dir=tmp_path)  # type: ignore[call-arg]
     assert queue_depths(unreachable) == {}
+
+
+def test_queue_depths_from_rabbitmq(tmp_path: Path) -> None:
+    with new_rabbitmq_vhost() as broker_url:
+        with Connection(broker_url) as broker:
+            waiting = broker.SimpleQueue("fetching")  # declared as Celery declares its queues
+            for index in range(2):
+                waiting.put({"article": index})
+            waiting.close()
+        on_rabbitmq = Settings(_env_file=None, broker_url=broker_url, data_dir=tmp_path)  # type: ignore[call-arg]
+        # polling was never declared: no worker has started yet, so nothing waits there
+        assert queue_depths(on_rabbitmq) == {
+            "polling": 0,
+            "fetching": 2,
+            "clustering": 0,
+            "digest": 0,
+        }
+        assert broker_problem(on_rabbitmq) is None
+    for url, problem in (
+        ("amqp://guest:guest@127.0.0.1:1//", "broker: ConnectionRefusedError"),
+        (broker_url.replace("guest:guest", "guest:wrong"), "broker: AccessRefused"),
+    ):
+        unreachable = Settings(_env_file=None, broker_url=url, data_dir=tmp_path)  # type: ignore[call-arg]
+        assert (queue_depths(unreachable), broker_problem(unreachable)) == ({}, problem)
 
 
 def test_status_command_prints_json(run: Invoke) -> None:

@@ -31,7 +31,7 @@ from aggregator.models import Article, ArticleBand, ClusterTerm, ExtractionStatu
 from aggregator.queues import redis_backlog
 from aggregator.store import DOCUMENT_COUNT_TERM
 from aggregator.urls import canonical_url
-from tests.conftest import REPO
+from tests.conftest import REPO, rabbitmq_messages
 from tests.scale.servers import stop_process, wait_for
 
 QUEUES = ("polling", "fetching", "clustering")
@@ -148,6 +148,7 @@ class LiveCluster:
     broker_url: str
     engine: Engine
     gate: GateSite
+    redis_url: str = ""  # AGGREGATOR_REDIS_URL, for the shared counts beside a RabbitMQ broker
     expected: set[str] = field(default_factory=set)  # article URLs the crawl must end with
     gold: dict[str, str] = field(default_factory=dict)  # demo article URL -> gold story
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -161,6 +162,7 @@ class LiveCluster:
                 "AGGREGATOR_DATA_DIR": str(self.folder / "data"),
                 "AGGREGATOR_DATABASE_URL": self.database_url,
                 "AGGREGATOR_BROKER_URL": self.broker_url,
+                "AGGREGATOR_REDIS_URL": self.redis_url,
                 "AGGREGATOR_FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
                 # A request slot whose release a Redis outage swallowed stays taken until it
                 # expires (fetch timeout + 30 s): more slots per host, and a busy host is tried
@@ -237,6 +239,8 @@ class LiveCluster:
         return session_scope(self.engine)
 
     def backlog(self) -> int:
+        if self.broker_url.startswith("amqp://"):
+            return rabbitmq_messages(self.broker_url)
         client = redis.Redis.from_url(self.broker_url)
         try:
             return redis_backlog(client)

@@ -63,3 +63,21 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGGREGATOR_FETCH_ALLOW_NETWORKS", "not-a-network")
     with pytest.raises(ValueError, match="fetch_allow_networks"):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "redis_url", "shared"),
+    [
+        ("", "", ""),  # the server-less default: each process counts alone
+        ("redis://broker:6379/0", "", "redis://broker:6379/0"),
+        ("amqp://guest:guest@rabbit:5672//", "", ""),
+        ("amqp://guest:guest@rabbit:5672//", "redis://counts:6379/1", "redis://counts:6379/1"),
+        ("redis://broker:6379/0", "redis://counts:6379/1", "redis://counts:6379/1"),
+    ],
+)
+def test_the_shared_counts_live_in_redis_beside_any_broker(
+    broker_url: str, redis_url: str, shared: str
+) -> None:
+    settings = Settings(_env_file=None, broker_url=broker_url, redis_url=redis_url)  # type: ignore[call-arg]
+    assert settings.shared_redis_url == shared
+    assert settings.shared_counter_uri == (shared or "memory://")
