@@ -5,6 +5,7 @@ holds its answer until the test lets it go (so a fault can strike while a task i
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -214,6 +215,29 @@ class LiveCluster:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the worker and its pool) and reap it."""
         stop_process(self.processes.pop(name), sig, wait=30)
+
+    def kill_worker_mid_fetch(self, name: str) -> str:
+        """Start a worker and the crawl, and SIGKILL the worker (and its pool: nothing is acked
+        or rejected) while it fetches the gated page. Returns the id of that fetch's task."""
+        self.start_worker(name)
+        self.wait_ready(name)
+        self.kick()
+        self.gate.wait_gated(1)
+        running = self.gated_fetch_task(name)
+        self.kill(name)
+        return running
+
+    def gated_fetch_task(self, worker: str) -> str:
+        """The id of the fetch task that asked the worker for the gated page (the one running)."""
+        url = self.gate.origin + self.gate.gated
+        with self.session() as session:
+            article_id = session.exec(select(Article.id).where(Article.url == url)).one()
+        received = re.compile(
+            rf'fetch_article\[([^\]]+)\] received", "data": {{[^}}]*"args": "\({article_id},\)"'
+        )
+        found = received.search(self.log(worker))
+        assert found is not None, "the gated fetch's task is not in the worker's log"
+        return found.group(1)
 
     def pool_children(self, name: str) -> list[int]:
         parent = self.processes[name].pid

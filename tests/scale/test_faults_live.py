@@ -42,12 +42,7 @@ def test_worker_killed_mid_task_its_messages_come_back(live: LiveCluster) -> Non
     (celery/celery#7950), and under load about one run in five lost a fetch there. As in
     production, the sweep (every 2 s here, for articles stalled 20 s) sends such an article
     again."""
-    live.start_worker("w1")
-    live.wait_ready("w1")
-    live.kick()
-    live.gate.wait_gated(1)
-    running = gated_fetch_task(live)
-    live.kill("w1")  # SIGKILL to the worker and its pool: nothing is acked or rejected
+    running = live.kill_worker_mid_fetch("w1")
     live.start_worker("w2", AGGREGATOR_STALLED_ARTICLE_SECONDS="20")
     live.start_beat(SCALE_SWEEP_SECONDS="2")
     live.gate.wait_gated(2, timeout=45)
@@ -55,19 +50,6 @@ def test_worker_killed_mid_task_its_messages_come_back(live: LiveCluster) -> Non
     live.wait_done()
     live.assert_consistent()
     assert f"fetch_article[{running}] received" in live.log("w2")  # that message, not a resend
-
-
-def gated_fetch_task(live: LiveCluster) -> str:
-    """The id of the fetch task that asked for the gated page (the one running)."""
-    url = live.gate.origin + live.gate.gated
-    with Session(live.engine) as session:
-        article_id = session.exec(select(Article.id).where(Article.url == url)).one()
-    received = re.compile(
-        rf'fetch_article\[([^\]]+)\] received", "data": {{[^}}]*"args": "\({article_id},\)"'
-    )
-    found = received.search(live.log("w1"))
-    assert found is not None, "the gated fetch's task is not in the worker's log"
-    return found.group(1)
 
 
 def test_redis_down_then_back_workers_and_beat_carry_on(

@@ -8,7 +8,6 @@ import redis
 
 from aggregator import task_stats
 from tests.scale.live import LiveCluster
-from tests.scale.test_faults_live import gated_fetch_task
 
 pytestmark = pytest.mark.scale
 
@@ -21,12 +20,7 @@ def test_on_rabbitmq_a_worker_killed_mid_task_loses_nothing_without_the_sweep(
     to the next worker at once. No sweep runs here (no beat), unlike the Redis test, where
     Kombu's transport can lose a message it had just taken."""
     live = live_on_rabbitmq
-    live.start_worker("w1")
-    live.wait_ready("w1")
-    live.kick()
-    live.gate.wait_gated(1)
-    running = gated_fetch_task(live)
-    live.kill("w1")  # SIGKILL to the worker and its pool: nothing is acked or rejected
+    running = live.kill_worker_mid_fetch("w1")
     live.start_worker("w2")
     live.gate.wait_gated(2, timeout=45)
     live.gate.release.set()
