@@ -37,7 +37,10 @@ class ArticleInStoryOut(ArticleOut):
 
 
 class ArticleDetailOut(ArticleOut):
-    canonical_url: str
+    canonical_url: str = Field(
+        description="The key that makes the article unique: its URL without tracking parameters"
+        " or fragment; for a feed item without a link, `entry:<source id>:<hash of its id>`."
+    )
     author: str | None
     language: str | None
     image_url: str | None
