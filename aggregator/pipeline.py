@@ -345,11 +345,11 @@ def _update_entry(article: Article, entry: ParsedEntry, *, session: Session) -> 
         return None
     article.title, article.summary = entry.title, entry.summary
     article.published_at = entry.published or article.published_at
-    if not article.url and not entry.link:  # its text is the feed's: take the edit in again
-        article.extraction_status = ExtractionStatus.PENDING.value
-        return article.id
     if not entry.link:
-        return None  # the page it linked to before is still its page
+        if article.url:
+            return None  # the page it linked to before is still its page
+        article.extraction_status = ExtractionStatus.PENDING.value  # its text is the feed's
+        return article.id
     canonical = canonical_url(entry.link)
     if canonical == article.canonical_url or store.canonical_url_taken(
         session=session, canonical_url=canonical

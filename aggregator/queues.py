@@ -75,14 +75,21 @@ def broker_problem(settings: Settings) -> str | None:
         return _amqp_problem(settings.effective_broker_url)
     client = broker_redis(settings, timeout=2)
     if client is not None:
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            return f"broker: {type(exc).__name__}"
-        finally:
-            client.close()
-        return None
-    folder = settings.queue_dir / "messages"
+        return _redis_problem(client)
+    return _folder_problem(settings.queue_dir / "messages")
+
+
+def _redis_problem(client: redis.Redis) -> str | None:
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"broker: {type(exc).__name__}"
+    finally:
+        client.close()
+    return None
+
+
+def _folder_problem(folder: Path) -> str | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
