@@ -144,13 +144,20 @@ def identity_candidates(guid: str, link: str, published: datetime | None, title:
     """An entry's possible identities, best first: GUID, canonical link, link plus date, title."""
     canonical = canonical_url(link) if link else ""
     stamp = published.isoformat() if published else ""
-    title_key = hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()[:32]
     return [
         bounded_key(guid.strip()),
         canonical,
         f"{canonical}@{stamp}" if canonical and stamp else "",
-        f"title:{title_key}" if title else "",
+        title_identity(title, published),
     ]
+
+
+def title_identity(title: str, published: datetime | None) -> str:
+    """The identity of an entry known only by its title and date ("" without a title)."""
+    if not title:
+        return ""
+    stamp = published.isoformat() if published else ""
+    return "title:" + hashlib.sha256(f"{title}\n{stamp}".encode()).hexdigest()[:32]
 
 
 def entry_identities(candidates: Sequence[Sequence[str]]) -> list[str]:

@@ -55,6 +55,7 @@ from aggregator.feeds import (
     is_feed,
     parse_feed,
     plausible_date,
+    title_identity,
 )
 from aggregator.fetch import Fetcher, FetchError, FetchErrorKind, FetchResult
 from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, Story
@@ -300,7 +301,10 @@ def _store_entry(
         log.info("source %s: entry %r has no link and no text: skipped", source.id, entry.title)
         return None
     known = store.article_by_guid(session=session, source_id=source.id, guid=entry.guid)
+    if known is None:
+        known = _linkless_twin(source.id, entry, session=session)
     if known is not None:
+        known.guid = entry.guid  # the same; or, for a twin, its identity from now on
         return _update_entry(known, entry, session=session)
     canonical = _entry_key(source.id, entry)
     if store.canonical_url_taken(session=session, canonical_url=canonical):
@@ -324,6 +328,16 @@ def _store_entry(
         entry_hash=entry.entry_hash,
     )
     return store.insert_article(session=session, article=article)
+
+
+def _linkless_twin(source_id: int, entry: ParsedEntry, *, session: Session) -> Article | None:
+    """The link-less article this entry was before it gained a link. Without a GUID, such an
+    entry was known by its title and date; with its link, it is known by the link."""
+    if not entry.link:
+        return None
+    identity = title_identity(entry.title, entry.published)
+    twin = store.article_by_guid(session=session, source_id=source_id, guid=identity)
+    return twin if twin is not None and not twin.url else None
 
 
 def _entry_key(source_id: int, entry: ParsedEntry) -> str:

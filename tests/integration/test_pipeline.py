@@ -15,6 +15,7 @@ from aggregator.extract import Extracted
 from aggregator.fetch import Fetcher
 from aggregator.models import Article, ExtractionStatus, Source, Story
 from aggregator.settings import Settings
+from aggregator.urls import canonical_url
 from tests.conftest import FixtureSite, make_test_settings
 from tests.pages import article_page, rss_feed
 
@@ -368,6 +369,30 @@ def test_feed_items_without_a_link_are_stored_with_the_feeds_text(
         linked = stored["Comet on odd orbit"]
         assert linked.url == site.url("/comet") and "/comet" in site.hits
         assert linked.extraction_status == ExtractionStatus.EXTRACTED.value
+
+
+def test_an_item_without_guid_or_link_that_gains_a_link_stays_one_article(
+    engine: Engine, settings: Settings, site: FixtureSite
+) -> None:
+    """Known by its title and date while it has no link, by its link once it has one: the
+    link makes it fetch its page, not a second article."""
+    bulletin = f"<title>Missile strike wounds six</title><description>{STRIKE[0]}</description>"
+    bulletin += "<pubDate>Thu, 04 Dec 2025 08:00:00 GMT</pubDate>"
+    feed = site.serve("/wire.xml", _linkless_feed([bulletin]))
+    (first,) = _run_once(engine, settings, feed)
+    site.serve("/strike", article_page("Missile strike wounds six", STRIKE))
+    site.serve("/wire.xml", _linkless_feed([f"{bulletin}<link>{site.url('/strike')}</link>"]))
+    second = _poll_once(engine, settings, _source_id(engine))
+    assert second.new_article_ids == [first]
+    _fetch_and_cluster(engine, settings, second.new_article_ids)
+    third = _poll_once(engine, settings, _source_id(engine))  # now known by its link
+    assert third.new_article_ids == []
+    with session_scope(engine) as session:
+        (article,) = session.exec(select(Article)).all()
+        assert (article.id, article.url) == (first, site.url("/strike"))
+        assert article.guid == canonical_url(site.url("/strike"))
+        assert article.extraction_status == ExtractionStatus.EXTRACTED.value
+        assert STRIKE[1] in article.text and article.story_id is not None
 
 
 def _source_id(engine: Engine) -> int:
