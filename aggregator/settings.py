@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     fetch_retries: int = Field(
         3, ge=0, description="Task retries of an article fetch on transient errors."
     )
+    fetch_retry_max_wait_seconds: float = Field(
+        1200.0,
+        gt=0,
+        description="The longest wait before a fetch is tried again, whatever a server's"
+        " Retry-After asks. A worker holds a waiting retry unacknowledged: on Redis the"
+        " visibility timeout follows this setting; on RabbitMQ, keep the server's"
+        " consumer_timeout (30 minutes by default) above it.",
+    )
 
     cluster_window_days: float = Field(365.0, gt=0)
     cluster_settle_seconds: float = Field(

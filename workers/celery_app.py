@@ -18,6 +18,8 @@ from aggregator.settings import Settings, get_settings
 from workers import signals  # noqa: F401  (connects logging and task statistics)
 from workers.broker_guard import install as install_broker_guard
 
+REDIS_VISIBILITY_TIMEOUT = 3600.0  # Kombu's default, kept unless a longer countdown needs more
+
 
 @dataclass
 class Runtime:
@@ -127,7 +129,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if config["broker_url"].startswith("filesystem://"):
         config["broker_transport_options"] = _filesystem_transport_options(settings.queue_dir)
+    if settings.broker_is_redis:
+        config["broker_transport_options"] = {
+            "visibility_timeout": redis_visibility_timeout(settings, config["task_time_limit"])
+        }
     return config
+
+
+def redis_visibility_timeout(settings: Settings, time_limit: float) -> float:
+    """Seconds after which Redis hands an unacknowledged task out again (Kombu's default is an
+    hour). A task waiting out its countdown is unacknowledged, so this stays above the longest
+    countdown the service asks for plus the run after it, or the task would run twice."""
+    longest = max(settings.fetch_retry_max_wait_seconds, settings.cluster_max_wait_seconds)
+    return max(REDIS_VISIBILITY_TIMEOUT, longest + 2 * time_limit)
 
 
 def _filesystem_transport_options(queue_dir: Path) -> dict[str, object]:

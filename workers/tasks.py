@@ -59,7 +59,8 @@ def fetch_article(self: Task[Any, Any], article_id: int, failures: int = 0) -> b
     try:
         to_cluster = _fetch(article_id, failures, wait_for_host=self.request.is_eager)
     except pipeline.RetryLater as exc:
-        countdown = fetch_retry_countdown(exc.countdown, failures)
+        longest = runtime().settings.fetch_retry_max_wait_seconds
+        countdown = fetch_retry_countdown(exc.countdown, failures, longest)
         with session_scope(runtime().engine) as session:
             due = _now() + timedelta(seconds=countdown)
             pipeline.note_fetch_retry(article_id, session=session, due=due)
@@ -91,23 +92,20 @@ def _fetch(article_id: int, failures: int, *, wait_for_host: bool) -> bool:
             time.sleep(EAGER_BUSY_WAIT_SECONDS)
 
 
-# A task waiting out its countdown is not acknowledged, and the brokers do not wait for ever:
-# Redis hands the message out again after its visibility timeout (an hour by default), which
-# would run the retry twice, and RabbitMQ closes a consumer that holds a delivery longer than its
-# consumer_timeout (30 minutes by default). 20 minutes leaves room for the run itself and a busy
-# pool. A server's Retry-After beyond this is obeyed only up to it.
-LONGEST_RETRY_COUNTDOWN = 1200.0
-
-
 # The in-process crawl's pause before it tries a busy host again (see _fetch).
 EAGER_BUSY_WAIT_SECONDS = 2.0
 
 
-def fetch_retry_countdown(asked: float | None, retries: int) -> float:
+def fetch_retry_countdown(asked: float | None, retries: int, longest: float) -> float:
     """Seconds before the next fetch attempt: what the failure asked for (a Retry-After) or
-    30 s doubled per retry so far, at most LONGEST_RETRY_COUNTDOWN."""
+    30 s doubled per retry so far, at most ``longest``.
+
+    A task waiting out its countdown is not acknowledged, and the brokers do not wait for ever:
+    Redis hands the message out again after its visibility timeout, which would run the retry
+    twice, and RabbitMQ closes a consumer that holds a delivery longer than its consumer_timeout
+    (30 minutes by default). The default cap, 20 minutes, leaves room for the run itself."""
     wanted = asked if asked is not None and asked > 0 else 30.0 * 2 ** min(retries, 20)
-    return min(wanted, LONGEST_RETRY_COUNTDOWN)
+    return min(wanted, longest)
 
 
 def _cluster_soon(article_id: int) -> None:
