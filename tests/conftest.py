@@ -37,9 +37,10 @@ LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 RABBITMQ = os.environ.get("AGGREGATOR_TEST_RABBITMQ", "guest:guest@127.0.0.1:5672")
 
 
-def rabbitmqctl(*args: str) -> str:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, check=True)
-    return done.stdout
+def rabbitmqctl(*args: str, node: str = "") -> str:
+    """rabbitmqctl on the local RabbitMQ, or on the node named (a test's throwaway one)."""
+    command = ["rabbitmqctl", "-q", *(["-n", node] if node else []), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
 @contextmanager
@@ -55,10 +56,10 @@ def new_rabbitmq_vhost() -> Iterator[str]:
         rabbitmqctl("delete_vhost", name)
 
 
-def rabbitmq_messages(broker_url: str) -> int:
+def rabbitmq_messages(broker_url: str, node: str = "") -> int:
     """Messages in the virtual host's queues, ready or delivered and not yet acknowledged."""
-    vhost = broker_url.rsplit("/", 1)[1]
-    listing = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "messages")
+    vhost = broker_url.rsplit("/", 1)[1] or "/"  # amqp://host// is the default virtual host
+    listing = rabbitmqctl("list_queues", "-p", vhost, "--no-table-headers", "messages", node=node)
     return sum(int(count) for count in listing.split())
 
 

@@ -1,5 +1,5 @@
-"""The live fault tests' deployment: throwaway Redis and PostgreSQL, the demo corpus and the gate
-site served on loopback, their feeds registered; every process killed afterwards."""
+"""The live fault tests' deployment: throwaway Redis, PostgreSQL and RabbitMQ, the demo corpus and
+the gate site served on loopback, their feeds registered; every process killed afterwards."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from aggregator.db import make_engine, upgrade_database
 from aggregator.demo import Corpus, serve_corpus
 from tests.conftest import new_rabbitmq_vhost
 from tests.scale.live import LiveCluster, serve_gate
-from tests.scale.servers import PostgresServer, RedisServer, throwaway_postgres, throwaway_redis
+from tests.scale.servers import (
+    PostgresServer,
+    RabbitServer,
+    RedisServer,
+    throwaway_postgres,
+    throwaway_rabbitmq,
+    throwaway_redis,
+)
 
 
 @pytest.fixture
@@ -49,6 +56,25 @@ def live_on_rabbitmq(
         new_rabbitmq_vhost() as broker_url,
         live_cluster(tmp_path, postgres_server, broker_url, redis_server.url) as cluster,
     ):
+        yield cluster
+
+
+@pytest.fixture
+def rabbit_server() -> Iterator[RabbitServer]:
+    with throwaway_rabbitmq() as server:
+        yield server
+
+
+@pytest.fixture
+def live_on_own_rabbitmq(
+    tmp_path: Path,
+    rabbit_server: RabbitServer,
+    redis_server: RedisServer,
+    postgres_server: PostgresServer,
+) -> Iterator[LiveCluster]:
+    """A throwaway RabbitMQ node as the broker, so that the test can stop and restart it."""
+    with live_cluster(tmp_path, postgres_server, rabbit_server.url, redis_server.url) as cluster:
+        cluster.rabbitmq_node = rabbit_server.node
         yield cluster
 
 

@@ -150,6 +150,7 @@ class LiveCluster:
     engine: Engine
     gate: GateSite
     redis_url: str = ""  # AGGREGATOR_REDIS_URL, for the shared counts beside a RabbitMQ broker
+    rabbitmq_node: str = ""  # the broker's node when it is not the local RabbitMQ
     expected: set[str] = field(default_factory=set)  # article URLs the crawl must end with
     gold: dict[str, str] = field(default_factory=dict)  # demo article URL -> gold story
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -264,7 +265,7 @@ class LiveCluster:
 
     def backlog(self) -> int:
         if self.broker_url.startswith("amqp://"):
-            return rabbitmq_messages(self.broker_url)
+            return rabbitmq_messages(self.broker_url, node=self.rabbitmq_node)
         client = redis.Redis.from_url(self.broker_url)
         try:
             return redis_backlog(client)

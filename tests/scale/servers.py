@@ -1,6 +1,6 @@
-"""Throwaway Redis and PostgreSQL servers for the live fault tests: each on its own free port and
-folder, started by the test, restartable, and always stopped afterwards (never the shared
-127.0.0.1:6379 and :5432 servers)."""
+"""Throwaway Redis, PostgreSQL and RabbitMQ servers for the live fault tests: each on its own free
+port and folder, started by the test, restartable, and always stopped afterwards (never the shared
+127.0.0.1:6379, :5432 and :5672 servers)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import amqp
 import psycopg
 import redis
 
@@ -164,6 +165,97 @@ class PostgresServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+RABBITMQ_SERVER = Path(
+    os.environ.get("AGGREGATOR_TEST_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+)
+
+
+class RabbitServer:
+    """A RabbitMQ node of its own (node name, ports, data folder), run as the rabbitmq user when
+    we are root, as the Debian package runs it. Its durable queues and persistent messages, the
+    unacknowledged ones included, survive a restart, as on a real server."""
+
+    def __init__(self) -> None:
+        self.port, self.dist_port = free_port(), free_port()
+        self.node = f"scale{self.port}@localhost"
+        self.folder = Path(tempfile.mkdtemp(prefix="scale-rabbit-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        self._user = "rabbitmq" if os.geteuid() == 0 else None
+        (self.folder / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (self.folder / "rabbitmq-env.conf").write_text("")  # not the system node's settings
+        (self.folder / "enabled_plugins").write_text("[].\n")  # no management listener
+        self._home = os.environ.get("HOME", str(self.folder))
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            self._home = entry.pw_dir  # the Erlang cookie rabbitmqctl also uses
+            for path in (self.folder, *self.folder.iterdir()):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        folder = self.folder
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self._home,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def start(self) -> None:
+        log = (self.folder / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(RABBITMQ_SERVER)],
+            cwd=self.folder,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=self._user,
+            start_new_session=True,
+        )
+        wait_for(self._accepts, timeout=60, what="throwaway rabbitmq")
+
+    def _accepts(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"rabbitmq exited: see {self.folder / 'server.log'}")
+        connection = amqp.Connection(f"127.0.0.1:{self.port}", connect_timeout=0.5)
+        try:
+            connection.connect()
+        except (OSError, amqp.exceptions.AMQPError):
+            return False
+        connection.close()
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, wait=60)  # SIGTERM: the node shuts down cleanly
+            self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_rabbitmq() -> Iterator[RabbitServer]:
+    server = RabbitServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 @contextmanager
