@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -227,6 +227,29 @@ class LiveCluster:
         running = self.gated_fetch_task(name)
         self.kill(name)
         return running
+
+    def crawl_through_broker_outage(
+        self,
+        stop: Callable[[], None],
+        start: Callable[[], None],
+        *,
+        worker_env: dict[str, str] | None = None,
+        beat_env: dict[str, str] | None = None,
+    ) -> None:
+        """Two workers and beat crawl; the broker stops (``stop``) while the gate feed's poll is
+        mid-flight and starts again (``start``) 3 s later. A feed registered after that is
+        polled only if beat and a worker came back."""
+        self.gate.gated = "/feed.xml"
+        self.start_worker("w1", **(worker_env or {}))
+        self.start_worker("w2", **(worker_env or {}))
+        self.start_beat(**(beat_env or {}))
+        self.wait_ready("w1", "w2", "beat")
+        self.gate.wait_gated(1)  # beat's tick started the crawl; the gate feed's poll waits
+        stop()
+        self.gate.release.set()  # the poll stores its entries, then finds no broker for them
+        time.sleep(3)
+        start()
+        self.add_late_feed()
 
     def gated_fetch_task(self, worker: str) -> str:
         """The id of the fetch task that asked the worker for the gated page (the one running)."""

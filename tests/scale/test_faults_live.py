@@ -6,7 +6,6 @@ unacked, story counts and clustering state consistent (LiveCluster.assert_consis
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 
 import pytest
@@ -59,17 +58,12 @@ def test_redis_down_then_back_workers_and_beat_carry_on(
     a fetch was in no queue, unacknowledged by none, received by no worker, and its article stayed
     pending. As in production, the sweep (every 2 s here, for articles stalled 5 s) sends such an
     article again."""
-    live.gate.gated = "/feed.xml"
-    live.start_worker("w1", AGGREGATOR_STALLED_ARTICLE_SECONDS="5")
-    live.start_worker("w2", AGGREGATOR_STALLED_ARTICLE_SECONDS="5")
-    live.start_beat(SCALE_SWEEP_SECONDS="2")
-    live.wait_ready("w1", "w2", "beat")
-    live.gate.wait_gated(1)  # beat's tick started the crawl; the gate feed's poll is mid-flight
-    redis_server.stop()
-    live.gate.release.set()  # the poll stores its entries, then finds no broker for their fetches
-    time.sleep(3)
-    redis_server.start()
-    live.add_late_feed()  # polled only if beat and a worker came back
+    live.crawl_through_broker_outage(
+        redis_server.stop,
+        redis_server.start,
+        worker_env={"AGGREGATOR_STALLED_ARTICLE_SECONDS": "5"},
+        beat_env={"SCALE_SWEEP_SECONDS": "2"},
+    )
     live.wait_done()
     live.assert_consistent()
 

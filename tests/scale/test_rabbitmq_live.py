@@ -3,8 +3,6 @@ keeping only the counts every process shares."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
@@ -49,16 +47,6 @@ def test_rabbitmq_restart_workers_and_beat_carry_on_without_the_sweep(
     pending articles on. No sweep runs, unlike the Redis test, where a message in flight can be
     lost."""
     live = live_on_own_rabbitmq
-    live.gate.gated = "/feed.xml"
-    live.start_worker("w1")
-    live.start_worker("w2")
-    live.start_beat()
-    live.wait_ready("w1", "w2", "beat")
-    live.gate.wait_gated(1)  # beat's tick started the crawl; the gate feed's poll is mid-flight
-    rabbit_server.stop()
-    live.gate.release.set()  # the poll stores its entries, then finds no broker for their fetches
-    time.sleep(3)
-    rabbit_server.start()
-    live.add_late_feed()  # polled only if beat and a worker came back
+    live.crawl_through_broker_outage(rabbit_server.stop, rabbit_server.start)
     live.wait_done(timeout=120)
     live.assert_consistent()
