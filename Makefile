@@ -18,7 +18,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/aggregator demo
 
-## Start PostgreSQL and Redis if needed, then run the tests, ruff and mypy.
+## Start PostgreSQL, Redis and RabbitMQ if needed, then run the tests, ruff and mypy.
 test: $(STAMP)
 	bash scripts/services.sh
 	$(BIN)/ruff check .
