@@ -19,6 +19,15 @@ from workers import signals  # noqa: F401  (connects logging and task statistics
 from workers.broker_guard import install as install_broker_guard
 
 REDIS_VISIBILITY_TIMEOUT = 3600.0  # Kombu's default, kept unless a longer countdown needs more
+# A task that committed must get its follow-ups out: publishing waits out a broker restart (about
+# two minutes: 0, 1, 2, 3, 4, then 5 s between tries) instead of failing after Celery's 0.6 s.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 30,
+    "interval_start": 0,
+    "interval_step": 1,
+    "interval_max": 5,
+}
+PUBLISH_WAIT_SECONDS = 150.0  # a little longer than the policy's 30 tries take (135 s)
 
 
 @dataclass
@@ -93,14 +102,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": 120,
         "task_time_limit": 180,
         "broker_connection_retry_on_startup": True,
-        # A task that committed must get its follow-ups out: publishing waits out a broker
-        # restart (about two minutes) instead of failing after Celery's default 0.6 s.
-        "task_publish_retry_policy": {
-            "max_retries": 30,
-            "interval_start": 0,
-            "interval_step": 1,
-            "interval_max": 5,
-        },
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "beat_schedule": {
             "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 60.0},
             "repair-stories": {
@@ -129,11 +131,21 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if config["broker_url"].startswith("filesystem://"):
         config["broker_transport_options"] = _filesystem_transport_options(settings.queue_dir)
+    if settings.broker_is_amqp:
+        config["broker_transport_options"] = amqp_failover_options()
     if settings.broker_is_redis:
         config["broker_transport_options"] = {
             "visibility_timeout": redis_visibility_timeout(settings, config["task_time_limit"])
         }
     return config
+
+
+def amqp_failover_options() -> dict[str, float]:
+    """Kombu opens a publisher's new channel through ``Connection.default_channel``, which
+    ignores the publish retry policy and gives up after the connect timeout (4 s; known upstream
+    as celery/kombu#735). With these options it waits out a broker restart as long as the policy
+    does, so a follow-up publish on RabbitMQ waits, as it does on Redis, instead of failing."""
+    return {**PUBLISH_RETRY_POLICY, "connect_retries_timeout": PUBLISH_WAIT_SECONDS}
 
 
 def redis_visibility_timeout(settings: Settings, time_limit: float) -> float:

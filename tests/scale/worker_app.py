@@ -30,11 +30,12 @@ from workers.celery_app import app
 
 VISIBILITY_TIMEOUT = 6
 
-app.conf.broker_transport_options = {
-    "visibility_timeout": VISIBILITY_TIMEOUT,
-    "unacked_restore_interval": 1,
-    "unacked_restore_throttle": 1,
-}
+if str(app.conf.broker_url).startswith("redis://"):
+    app.conf.broker_transport_options = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
 app.conf.beat_schedule = {
     "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 2.0}
 }
