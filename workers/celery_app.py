@@ -27,7 +27,11 @@ PUBLISH_RETRY_POLICY = {
     "interval_step": 1,
     "interval_max": 5,
 }
-PUBLISH_WAIT_SECONDS = 150.0  # a little longer than the policy's 30 tries take (135 s)
+# Kombu opens a publisher's new channel through Connection.default_channel, which ignores the
+# publish retry policy and gives up after the connect timeout (4 s; celery/kombu#735). With these
+# failover options it waits as long as the policy does (its 30 tries take 135 s), so a follow-up
+# publish on RabbitMQ waits out a restart, as it does on Redis, instead of failing.
+AMQP_FAILOVER_OPTIONS = {**PUBLISH_RETRY_POLICY, "connect_retries_timeout": 150.0}
 
 
 @dataclass
@@ -129,23 +133,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
         "timezone": "UTC",
     }
-    if config["broker_url"].startswith("filesystem://"):
-        config["broker_transport_options"] = _filesystem_transport_options(settings.queue_dir)
-    if settings.broker_is_amqp:
-        config["broker_transport_options"] = amqp_failover_options()
-    if settings.broker_is_redis:
-        config["broker_transport_options"] = {
-            "visibility_timeout": redis_visibility_timeout(settings, config["task_time_limit"])
-        }
+    config["broker_transport_options"] = _transport_options(settings, config["task_time_limit"])
     return config
 
 
-def amqp_failover_options() -> dict[str, float]:
-    """Kombu opens a publisher's new channel through ``Connection.default_channel``, which
-    ignores the publish retry policy and gives up after the connect timeout (4 s; known upstream
-    as celery/kombu#735). With these options it waits out a broker restart as long as the policy
-    does, so a follow-up publish on RabbitMQ waits, as it does on Redis, instead of failing."""
-    return {**PUBLISH_RETRY_POLICY, "connect_retries_timeout": PUBLISH_WAIT_SECONDS}
+def _transport_options(settings: Settings, time_limit: float) -> dict[str, Any]:
+    if settings.broker_is_redis:
+        return {"visibility_timeout": redis_visibility_timeout(settings, time_limit)}
+    if settings.broker_is_amqp:
+        return dict(AMQP_FAILOVER_OPTIONS)
+    if settings.effective_broker_url.startswith("filesystem://"):
+        return _filesystem_transport_options(settings.queue_dir)
+    return {}
 
 
 def redis_visibility_timeout(settings: Settings, time_limit: float) -> float:

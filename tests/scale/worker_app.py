@@ -26,11 +26,12 @@ from typing import Any
 from celery.signals import after_task_publish, before_task_publish
 
 import workers.tasks  # noqa: F401  (registers the tasks on the app)
+from aggregator.settings import get_settings
 from workers.celery_app import app
 
 VISIBILITY_TIMEOUT = 6
 
-if str(app.conf.broker_url).startswith("redis://"):
+if get_settings().broker_is_redis:
     app.conf.broker_transport_options = {
         "visibility_timeout": VISIBILITY_TIMEOUT,
         "unacked_restore_interval": 1,
