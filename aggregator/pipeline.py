@@ -285,24 +285,32 @@ def _store_entries(
         entry = replace(claimed, published=plausible_date(claimed.published, now))
         if entry.published is not None and entry.published < expired_before:
             continue  # retention would purge it at once
-        article_id = _store_entry(source, entry, session=session, now=now)
+        article_id = _store_entry(
+            source, entry, session=session, now=now, claimed_published=claimed.published
+        )
         if article_id is not None:
             to_fetch.append(article_id)
     return to_fetch
 
 
 def _store_entry(
-    source: Source, entry: ParsedEntry, *, session: Session, now: datetime
+    source: Source,
+    entry: ParsedEntry,
+    *,
+    session: Session,
+    now: datetime,
+    claimed_published: datetime | None,
 ) -> int | None:
     """A new entry becomes a pending article; a known one is updated in place. Returns the id
-    when the article needs (re)fetching."""
+    when the article needs (re)fetching. ``claimed_published`` is the feed's date as given,
+    believed or not: an entry known by its title was keyed with it."""
     assert source.id is not None
     if not (entry.link or entry.summary):
         log.info("source %s: entry %r has no link and no text: skipped", source.id, entry.title)
         return None
     known = store.article_by_guid(session=session, source_id=source.id, guid=entry.guid)
     if known is None:
-        known = _linkless_twin(source.id, entry, session=session)
+        known = _linkless_twin(source.id, entry, claimed_published, session=session)
     if known is not None:
         known.guid = entry.guid  # the same; or, for a twin, its identity from now on
         return _update_entry(known, entry, session=session)
@@ -330,12 +338,15 @@ def _store_entry(
     return store.insert_article(session=session, article=article)
 
 
-def _linkless_twin(source_id: int, entry: ParsedEntry, *, session: Session) -> Article | None:
+def _linkless_twin(
+    source_id: int, entry: ParsedEntry, claimed_published: datetime | None, *, session: Session
+) -> Article | None:
     """The link-less article this entry was before it gained a link. Without a GUID, such an
-    entry was known by its title and date; with its link, it is known by the link."""
+    entry was known by its title and the date its feed claimed (even one not believed, such as
+    a date in the future); with its link, it is known by the link."""
     if not entry.link:
         return None
-    identity = title_identity(entry.title, entry.published)
+    identity = title_identity(entry.title, claimed_published)
     twin = store.article_by_guid(session=session, source_id=source_id, guid=identity)
     return twin if twin is not None and not twin.url else None
 

@@ -371,13 +371,22 @@ def test_feed_items_without_a_link_are_stored_with_the_feeds_text(
         assert linked.extraction_status == ExtractionStatus.EXTRACTED.value
 
 
+@pytest.mark.parametrize(
+    "pub_date",
+    [
+        "<pubDate>Thu, 04 Dec 2025 08:00:00 GMT</pubDate>",
+        "",  # undated
+        "<pubDate>Tue, 01 Jan 2030 08:00:00 GMT</pubDate>",  # in the future: not believed
+    ],
+    ids=["dated", "undated", "future-dated"],
+)
 def test_an_item_without_guid_or_link_that_gains_a_link_stays_one_article(
-    engine: Engine, settings: Settings, site: FixtureSite
+    engine: Engine, settings: Settings, site: FixtureSite, pub_date: str
 ) -> None:
     """Known by its title and date while it has no link, by its link once it has one: the
     link makes it fetch its page, not a second article."""
     bulletin = f"<title>Missile strike wounds six</title><description>{STRIKE[0]}</description>"
-    bulletin += "<pubDate>Thu, 04 Dec 2025 08:00:00 GMT</pubDate>"
+    bulletin += pub_date
     feed = site.serve("/wire.xml", _linkless_feed([bulletin]))
     (first,) = _run_once(engine, settings, feed)
     site.serve("/strike", article_page("Missile strike wounds six", STRIKE))
