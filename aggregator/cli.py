@@ -16,7 +16,7 @@ import click
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from aggregator import store
+from aggregator import queries, store
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.models import Source, Story, Subscriber
 from aggregator.settings import Settings, get_settings
@@ -125,6 +125,24 @@ def _add_sources(entries: Sequence[SourceEntry]) -> None:
                 session=session, url=entry.url, title=entry.title, now=_now()
             )
             click.echo(f"{'added' if created else 'exists'}  #{source.id}  {source.url}")
+
+
+@sources.command("poll")
+@click.argument("source_ids", nargs=-1, required=True, type=int)
+def sources_poll(source_ids: tuple[int, ...]) -> None:
+    """Make sources due for a poll now (by id, as `sources list` shows it): a running worker
+    polls them within a minute, `aggregator crawl` at once. A retired source is polled again."""
+    with session_scope(_engine(get_settings())) as session:
+        found = {source_id: session.get(Source, source_id) for source_id in source_ids}
+        missing = [f"#{source_id}" for source_id, source in found.items() if source is None]
+        if missing:
+            raise click.ClickException(f"no such source: {', '.join(missing)} (nothing changed)")
+        for source in found.values():
+            assert source is not None
+            queries.update_source(
+                session=session, source=source, url=None, title=None, poll_now=True, now=_now()
+            )
+            click.echo(f"due now  #{source.id}  {source.url}")
 
 
 @sources.command("list")
