@@ -1,10 +1,12 @@
 """Scale-out proof on the feed farm (bench/farm.py): real Celery worker processes and one beat on
-Redis and PostgreSQL crawl the NeuS file served as ~145 news sites on loopback, to completion.
+Redis (or RabbitMQ: --broker rabbitmq) and PostgreSQL crawl the NeuS file served as ~145 news
+sites on loopback, to completion.
 
 The farm replays the file: its entries appear in their feeds in publication order over --replay
 seconds (0: all at once, a backfill), and the scheduler ticks every --tick seconds, so the
 stream reaches the clusterer in roughly the order it was published, as it would in production.
-Runs, each into a new PostgreSQL database and an emptied Redis database:
+Runs, each into a new PostgreSQL database and an emptied Redis database (or a new RabbitMQ
+virtual host, deleted after the run):
 
 * ``0``: the single-process reference (workers/inprocess.py: the same tasks, eager, in here,
   one crawl of the due feeds per tick);
@@ -20,6 +22,7 @@ articles stored per minute, the delay from an entry's appearance in its feed (an
 that stored it) to its story, and where the workers' time went (task durations from their logs).
 
     .venv/bin/python bench/bench_farm.py [--feeds N] [--runs 0,1,2] [--replay 120] [--tick 10]
+        [--broker redis|rabbitmq]
 
 Settings for the farm (bench_farm.tuning): politeness raised (every host is this machine),
 retention ten years (the file's dates span six months before today), polling interval and
@@ -40,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +66,10 @@ from workers.celery_app import build_runtime, use_runtime
 from workers.inprocess import crawl_due_sources
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.conftest import new_rabbitmq_vhost, rabbitmq_messages  # noqa: E402
+
+Backlog = Callable[[], int]  # messages in the broker's queues, ready or not yet acknowledged
 FINAL_WITHOUT_STORY = {ExtractionStatus.FAILED.value, ExtractionStatus.BOILERPLATE.value}
 TASK_LINE = re.compile(
     r"Task (workers\.tasks\.\w+)\[[^\]]+\] (succeeded in ([\d.]+)s|retry|raised)"
@@ -309,6 +316,7 @@ def run_workers(
     workers: int,
     args: argparse.Namespace,
     result: RunResult,
+    backlog: Backlog,
 ) -> None:
     env = child_env(settings, args.tick)
     logs = [settings.data_dir / f"worker{i}.log" for i in range(workers)]
@@ -318,7 +326,6 @@ def run_workers(
     beat = [sys.executable, "-m", "celery", "-A", "bench.farm_app", "beat", "--loglevel", "INFO"]
     beat += ["-s", str(settings.data_dir / "beat")]
     processes.append(start(beat, env, settings.data_dir / "beat.log"))
-    client = redis.Redis.from_url(settings.broker_url)
     try:
         wait_for_workers(logs, processes, timeout=120)
         farm.restart()
@@ -326,11 +333,10 @@ def run_workers(
         Celery("bench", broker=settings.broker_url).send_task(
             "workers.tasks.schedule_due_feeds", queue="polling"
         )
-        monitor(farm, engine, client, started, processes, args.timeout, result)
+        monitor(farm, engine, backlog, started, processes, args.timeout, result)
     finally:
         for process in processes:
             stop(process)
-        client.close()
     for log in logs:
         tally_tasks(log.read_text(errors="replace"), result)
     result.polls = result.task_counts.get("poll_feed", 0)
@@ -352,7 +358,7 @@ def wait_for_workers(
 def monitor(
     farm: Farm,
     engine: Engine,
-    client: redis.Redis,
+    backlog: Backlog,
     started: float,
     processes: list[subprocess.Popen[bytes]],
     timeout: float,
@@ -364,8 +370,8 @@ def monitor(
     settled = 0
     while settled < 2:
         if time.monotonic() - started > timeout:
-            backlog = redis_backlog(client)
-            result.failures.append(f"not finished after {timeout:.0f} s ({backlog} messages left)")
+            left = backlog()
+            result.failures.append(f"not finished after {timeout:.0f} s ({left} messages left)")
             break
         if any(p.poll() is not None for p in processes):
             result.failures.append("a worker or beat process exited during the run")
@@ -376,7 +382,7 @@ def monitor(
             query = select(func.count()).where(col(Source.last_polled_at).is_(None))
             unpolled = session.exec(query).one()
         done = finished(farm, rows) and not unpolled
-        settled = settled + 1 if done and redis_backlog(client) == 0 else 0
+        settled = settled + 1 if done and backlog() == 0 else 0
         time.sleep(0.5)
     # Done means every article in its end state with the queues empty and nothing unacked, twice
     # in a row. Not checked again after: beat goes on, and its next tick queues polls of feeds
@@ -397,10 +403,12 @@ def run(
     label: str, workers: int, farm: Farm, args: argparse.Namespace, shuffle: int | None = None
 ) -> RunResult:
     result = RunResult(label)
-    client = redis.Redis.from_url(args.redis_url)
-    client.flushdb()
-    with new_database(args.postgres_url) as url, tempfile.TemporaryDirectory(prefix="farm-") as tmp:
-        settings = settings_for(Path(tmp), url, args.redis_url if workers else "", args.tick)
+    with (
+        run_broker(args, workers) as (broker_url, backlog),
+        new_database(args.postgres_url) as url,
+        tempfile.TemporaryDirectory(prefix="farm-") as tmp,
+    ):
+        settings = settings_for(Path(tmp), url, broker_url, args.tick)
         engine = make_engine(url)
         upgrade_database(engine)
         register_feeds(engine, farm, shuffle)
@@ -408,14 +416,31 @@ def run(
         if workers == 0:
             run_single(farm, engine, settings, args, result)
         else:
-            run_workers(farm, engine, settings, workers, args, result)
+            run_workers(farm, engine, settings, workers, args, result, backlog)
         result.failures += check_store(engine, farm) + check_misbehaving(engine, farm)
         result.articles = len(article_rows(engine))
         result.f1 = f1_of(engine, farm)
         engine.dispose()
-    client.flushdb()
-    client.close()
     return result
+
+
+@contextmanager
+def run_broker(args: argparse.Namespace, workers: int) -> Iterator[tuple[str, Backlog]]:
+    """The broker of one run, empty, and its backlog: none for the single process; Redis's
+    database emptied before and after; or a RabbitMQ virtual host of its own."""
+    if workers == 0:
+        yield "", lambda: 0
+    elif args.broker == "rabbitmq":
+        with new_rabbitmq_vhost() as url:
+            yield url, lambda: rabbitmq_messages(url)
+    else:
+        client = redis.Redis.from_url(args.redis_url)
+        client.flushdb()
+        try:
+            yield args.redis_url, lambda: redis_backlog(client)
+        finally:
+            client.flushdb()
+            client.close()
 
 
 def store_utc(moment: datetime) -> datetime:
@@ -475,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--shuffle", action="store_true", help="register the feeds in another order each run"
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
     parser.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
     )
@@ -493,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"farm: {len(outlets)} outlet feeds + 4 misbehaving hosts, "
         f"{sum(len(o.articles) for o in outlets)} articles; {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.1f}; worker pool size {args.concurrency}; entries appear "
-        f"over {args.replay:.0f} s, scheduler tick {args.tick:.0f} s",
+        f"over {args.replay:.0f} s, scheduler tick {args.tick:.0f} s; broker {args.broker}",
         flush=True,
     )
     results: list[RunResult] = []
