@@ -76,7 +76,7 @@ def sources() -> None:
     help="Fetch the URL and, when it is a page, find the site's feed.",
 )
 def sources_add(url: str, title: str, discover: bool) -> None:
-    """Add a feed by its URL, or by the URL of a page of its site."""
+    """Add a feed by its URL, or by the URL of a page of its site (a retired one comes back)."""
     try:
         (entry,) = parse_source_list(
             f"[[source]]\nurl = {json.dumps(url)}\ntitle = {json.dumps(title)}\n".encode(),

@@ -43,6 +43,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from aggregator import ranking
 from aggregator.models import Article, ExtractionStatus, Source, SourceHealth, Story
+from aggregator.store import RETIRED_UNTIL
 
 # Full-text search objects made by migration 0004_search, outside the SQLModel metadata.
 SEARCH_TABLE_PREFIX = "articles_fts"
@@ -55,7 +56,6 @@ MAX_QUERY_WORDS = 16
 EXCERPT_CHARS = 280
 TAG = re.compile(r"<[^>]*>")
 HIDDEN_STATUSES = (ExtractionStatus.BOILERPLATE.value,)
-RETIRED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 
 Key = tuple[float | int, ...]
 T = TypeVar("T")

@@ -27,12 +27,25 @@ from aggregator.models import (
 DOCUMENT_COUNT_TERM = ""  # the cluster_terms row with the empty term counts clustered articles
 
 
+# A source removed while it has articles is retired: kept, marked dead, due only on this date.
+RETIRED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def is_retired(source: Source) -> bool:
+    return source.next_poll_at.year == RETIRED_UNTIL.year  # SQLite gives it back without a zone
+
+
 def add_source(
     *, session: Session, url: str, title: str = "", now: datetime
 ) -> tuple[Source, bool]:
-    """The source with this feed URL, created (due now) when new; returns (source, created)."""
+    """The source with this feed URL, created (due now) when new; returns (source, created).
+    Adding a retired source's URL again brings it back: it is due now."""
     existing = session.exec(select(Source).where(Source.url == url)).first()
     if existing:
+        if is_retired(existing):
+            existing.next_poll_at = now
+            session.add(existing)
+            session.flush()
         return existing, False
     source = Source(url=url, title=title, created_at=now, next_poll_at=now)
     session.add(source)

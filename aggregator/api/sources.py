@@ -65,7 +65,8 @@ def get_source(session: SessionDep, source_id: SourceId) -> SourceOut:
     responses={**WRITE_ERRORS, 200: {"model": SourceOut, "description": "Already there."}},
 )
 def add_source(body: SourceIn, session: SessionDep, response: Response) -> SourceOut:
-    """Add a feed (due for a poll now); an existing feed URL answers 200 with that source."""
+    """Add a feed (due for a poll now); an existing feed URL answers 200 with that source, and a
+    retired one comes back (due now)."""
     source, created = store.add_source(
         session=session, url=_feed_url(body.url), title=body.title, now=datetime.now(UTC)
     )

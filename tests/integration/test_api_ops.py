@@ -105,7 +105,9 @@ def test_bad_sources_are_refused(keyed: TestClient, body: dict[str, object]) -> 
     assert answer.status_code == 422 and isinstance(answer.json()["detail"], str)
 
 
-def test_a_source_with_articles_is_retired_not_deleted(keyed: TestClient) -> None:
+def test_a_source_with_articles_is_retired_not_deleted_and_comes_back_when_added_again(
+    keyed: TestClient,
+) -> None:
     engine = keyed.app.state.engine  # type: ignore[attr-defined]
     with session_scope(engine) as session:
         article = add_extracted_article(session, "wire", "Comet found", "A comet was found.")
@@ -117,6 +119,11 @@ def test_a_source_with_articles_is_retired_not_deleted(keyed: TestClient) -> Non
     assert source["next_poll_at"].startswith("9999")
     with session_scope(engine) as session:
         assert session.get(Source, source_id) is not None
+    again = keyed.post("/sources", json={"url": source["url"]}, headers=auth())
+    assert again.status_code == 200 and again.json()["id"] == source_id
+    revived = datetime.fromisoformat(again.json()["next_poll_at"])
+    assert revived <= datetime.now(UTC)  # due now: the next tick polls it
+    assert again.json()["article_count"] == 1
 
 
 def test_opml_import_adds_each_feed_once(keyed: TestClient) -> None:
