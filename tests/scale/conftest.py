@@ -14,27 +14,20 @@ from aggregator.db import make_engine, upgrade_database
 from aggregator.demo import Corpus, serve_corpus
 from tests.conftest import new_rabbitmq_vhost
 from tests.scale.live import LiveCluster, serve_gate
-from tests.scale.servers import (
-    PostgresServer,
-    RabbitServer,
-    RedisServer,
-    throwaway_postgres,
-    throwaway_rabbitmq,
-    throwaway_redis,
-)
+from tests.scale.servers import PostgresServer, RabbitServer, RedisServer, running
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     folder = tmp_path / "redis"
     folder.mkdir()
-    with throwaway_redis(folder) as server:
+    with running(RedisServer(folder)) as server:
         yield server
 
 
 @pytest.fixture
 def postgres_server() -> Iterator[PostgresServer]:
-    with throwaway_postgres() as server:
+    with running(PostgresServer()) as server:
         yield server
 
 
@@ -61,7 +54,7 @@ def live_on_rabbitmq(
 
 @pytest.fixture
 def rabbit_server() -> Iterator[RabbitServer]:
-    with throwaway_rabbitmq() as server:
+    with running(RabbitServer()) as server:
         yield server
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import amqp
 import psycopg
@@ -85,6 +86,9 @@ class RedisServer:
         if self.process is not None:
             stop_process(self.process)  # SIGTERM: Redis flushes its append-only file and exits
             self.process = None
+
+    def remove(self) -> None:
+        self.stop()  # its folder is the test's own
 
     def restart(self) -> None:
         self.stop()
@@ -248,29 +252,18 @@ class RabbitServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@contextmanager
-def throwaway_rabbitmq() -> Iterator[RabbitServer]:
-    server = RabbitServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
+class Throwaway(Protocol):
+    def start(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=Throwaway)
 
 
 @contextmanager
-def throwaway_redis(folder: Path) -> Iterator[RedisServer]:
-    server = RedisServer(folder)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@contextmanager
-def throwaway_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+def running(server: ServerT) -> Iterator[ServerT]:
+    """``server`` started, and stopped and removed afterwards, whatever happens."""
     try:
         server.start()
         yield server
