@@ -1,6 +1,13 @@
 import pytest
 
-from aggregator.metrics import bcubed_scores, pairwise_scores
+from aggregator.metrics import (
+    ClusterError,
+    bcubed_scores,
+    merged_stories,
+    missed_pairs_by_gap,
+    pairwise_scores,
+    split_stories,
+)
 
 # (gold, predicted, pairwise P/R/F1, B-cubed P/R/F1)
 CASES = [
@@ -67,3 +74,44 @@ def test_predicted_items_outside_gold_are_ignored() -> None:
     gold = {"a": "x", "b": "x"}
     assert pairwise_scores(gold, {"a": "1", "b": "1", "z": "1"}).f1 == 1.0
     assert bcubed_scores(gold, {"a": "1", "b": "1", "z": "1"}).f1 == 1.0
+
+
+def test_merged_stories_name_the_gold_stories_each_predicted_story_joins() -> None:
+    gold = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "z", "f": "z", "g": "w"}
+    predicted = {"a": "1", "b": "1", "c": "1", "d": "2", "e": "2", "f": "2", "g": "3"}
+    assert merged_stories(gold, predicted) == [
+        ClusterError("1", {"x": 2, "y": 1}, pairs=2),
+        ClusterError("2", {"z": 2, "y": 1}, pairs=2),
+    ]
+
+
+def test_split_stories_name_the_predicted_parts_and_the_missed_pairs() -> None:
+    gold = {"a": "x", "b": "x", "c": "x", "d": "y", "e": "y", "f": "z"}
+    predicted = {"a": "1", "b": "1", "c": "2", "d": "3", "e": "3", "f": "4"}
+    assert split_stories(gold, predicted) == [ClusterError("x", {"1": 2, "2": 1}, pairs=2)]
+
+
+def test_an_unpredicted_item_is_a_part_of_its_own() -> None:
+    gold = {"a": "x", "b": "x"}
+    assert split_stories(gold, {"a": "1"}) == [
+        ClusterError("x", {"1": 1, "unassigned:b": 1}, pairs=1)
+    ]
+    assert merged_stories(gold, {"a": "1"}) == []
+
+
+def test_errors_are_ordered_by_pairs_most_first_then_by_label() -> None:
+    gold = {"a": "x", "b": "y", "c": "x", "d": "y", "e": "z", "g": "w", "h": "v"}
+    predicted = {"a": "2", "b": "2", "c": "1", "d": "1", "e": "1", "g": "0", "h": "0"}
+    assert [error.label for error in merged_stories(gold, predicted)] == ["1", "0", "2"]
+
+
+def test_missed_pairs_are_counted_by_days_between_the_two_articles() -> None:
+    gold = {"a": "x", "b": "x", "c": "x", "d": "y", "e": "y", "f": "z", "g": "z"}
+    predicted = {"a": "1", "b": "1", "c": "2", "d": "3", "e": "4", "f": "5", "g": "5"}
+    days: dict[str, float | None] = {"a": 0, "b": 1, "c": 40, "d": 3, "e": 900, "f": None, "g": 2}
+    assert missed_pairs_by_gap(gold, predicted, days) == {
+        "0-1 days": (1, 0),
+        "31-365 days": (2, 2),
+        "over 365 days": (1, 1),
+        "undated": (1, 0),
+    }
