@@ -4,7 +4,9 @@ Each row becomes an extracted article in a temporary SQLite store and goes throu
 pipeline.cluster_article (near-duplicates, wall pages, the story clusterer and its SQL state), one
 transaction per article, in (published, id) order, with the default settings. A row without a
 ``language`` gets the one extraction would detect (extract.article_language), so stories never
-mix languages here either. Only the labels are kept aside, to score the stories at the end.
+mix languages here either. The story repair runs as beat runs it in production (see
+_cluster_rows), and the stories are scored as the repair leaves them, as API clients see them.
+Only the labels are kept aside, to score the stories at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,33 +65,60 @@ def evaluate_rows(rows: Iterable[Row], settings: Settings) -> tuple[dict[str, An
         engine = make_engine(local.effective_database_url)
         upgrade_database(engine)
         started = time.perf_counter()
-        predicted = dict(_cluster_rows(ordered, engine, local))
+        predicted = _cluster_rows(ordered, engine, local)
         seconds = time.perf_counter() - started
         engine.dispose()
     gold = {str(row["id"]): str(row["story"]) for row in ordered}
     return _report(gold, predicted, seconds), predicted
 
 
-def _cluster_rows(rows: list[Row], engine: Engine, settings: Settings) -> Iterator[tuple[str, str]]:
+def _cluster_rows(rows: list[Row], engine: Engine, settings: Settings) -> dict[str, str]:
+    """Each row's story once the stream has gone through, with the story repair run as beat
+    runs it in production: every ``pipeline.REPAIR_EVERY`` of the stream's time, and once after
+    its last article (an undated file meets it only then)."""
     source_ids: dict[str, int] = {}
+    article_ids: dict[str, int] = {}
+    last_time: datetime | None = None
     for row in rows:
-        with session_scope(engine) as session:
-            # A row without an outlet gets one of its own: "unknown" must not look like one
-            # outlet that published everything.
-            outlet = str(row.get("source") or "") or f"unknown outlet of {row['id']}"
-            source_id = source_ids.get(outlet)
-            if source_id is None:
-                source_id = _source_for(session, outlet, len(source_ids))
-                source_ids[outlet] = source_id
-            article = article_for_row(row, source_id)
-            session.add(article)
-            session.flush()
-            article_id = article.id or 0
-        with session_scope(engine) as session:
-            story_id = pipeline.cluster_article(
-                article_id, session=session, settings=settings, now=_published(row) or EPOCH
-            )
-        yield str(row["id"]), f"story-{story_id}" if story_id else f"none-{row['id']}"
+        time_now = _published(row) or EPOCH
+        if last_time is not None and time_now >= last_time + pipeline.REPAIR_EVERY:
+            _repair(engine, settings, last_time + pipeline.REPAIR_EVERY)
+        last_time = time_now
+        article_ids[str(row["id"])] = _cluster_row(row, engine, settings, source_ids)
+    if last_time is not None:
+        _repair(engine, settings, last_time + pipeline.REPAIR_EVERY)
+    with session_scope(engine) as session:
+        stories = store.article_stories(session=session, article_ids=list(article_ids.values()))
+    return {
+        key: f"story-{stories[article_id]}" if stories.get(article_id) else f"none-{key}"
+        for key, article_id in article_ids.items()
+    }
+
+
+def _repair(engine: Engine, settings: Settings, now: datetime) -> None:
+    with session_scope(engine) as session:
+        pipeline.repair_stories(session=session, settings=settings, now=now)
+
+
+def _cluster_row(row: Row, engine: Engine, settings: Settings, source_ids: dict[str, int]) -> int:
+    """Store the row as an extracted article and cluster it; returns the article's id."""
+    with session_scope(engine) as session:
+        # A row without an outlet gets one of its own: "unknown" must not look like one
+        # outlet that published everything.
+        outlet = str(row.get("source") or "") or f"unknown outlet of {row['id']}"
+        source_id = source_ids.get(outlet)
+        if source_id is None:
+            source_id = _source_for(session, outlet, len(source_ids))
+            source_ids[outlet] = source_id
+        article = article_for_row(row, source_id)
+        session.add(article)
+        session.flush()
+        article_id = article.id or 0
+    with session_scope(engine) as session:
+        pipeline.cluster_article(
+            article_id, session=session, settings=settings, now=_published(row) or EPOCH
+        )
+    return article_id
 
 
 def _source_for(session: Session, outlet: str, number: int) -> int:

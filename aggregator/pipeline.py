@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -37,7 +37,7 @@ from aggregator.clustering import (
 )
 from aggregator.clustering.features import DocVectors
 from aggregator.clustering.summary import representativeness, story_keywords
-from aggregator.clustering.text import extract_terms
+from aggregator.clustering.text import extract_terms, names_among
 from aggregator.dedup import (
     NEAR_DUPLICATE_JACCARD,
     boilerplate_reason,
@@ -840,6 +840,9 @@ class RepairReport:
     headlines: list[int] = field(default_factory=list)
 
 
+REPAIR_EVERY = timedelta(minutes=30)  # beat's schedule for repair_stories
+
+
 def repair_stories(*, session: Session, settings: Settings, now: datetime) -> RepairReport:
     """Among the stories active in the repair window, split off the articles of stories that
     drifted onto another event, then merge stories that are one event. A merged story keeps its
@@ -883,7 +886,7 @@ def _split_story(
     articles = store.articles_in_story(session=session, story_id=story.id)
     originals = _original_members(articles, state)
     vectors = {a.id or 0: v for a, v in originals}
-    leaving = repair.split_members(vectors)
+    leaving = repair.split_members(vectors) or _twin_events(vectors, state)
     if not leaving:
         _elect_headline(story, originals, limits)
         return []
@@ -896,6 +899,15 @@ def _split_story(
     core = [(a, v) for a, v in originals if a.id not in left]
     _rebuild_story(story, story.cluster_key, core, state, session=session, limits=limits)
     return [(story.id, new_id) for new_id in new_ids]
+
+
+def _twin_events(vectors: Mapping[int, DocVectors], state: SqlClusterState) -> list[list[int]]:
+    """The articles of a second event of the same kind, as a group that leaves (see
+    repair.twin_split), or none."""
+    names = {key: names_among(v.entities) for key, v in vectors.items()}
+    frequencies = state.document_frequencies({t for terms in names.values() for t in terms})
+    twin = repair.twin_split(names, frequencies)
+    return [twin] if twin else []
 
 
 def _original_members(

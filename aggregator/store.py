@@ -339,6 +339,16 @@ def active_stories(*, session: Session, since: datetime, limit: int) -> list[Sto
     return sorted((s for s in session.exec(query).all() if s.profile), key=lambda s: s.id or 0)
 
 
+def article_stories(*, session: Session, article_ids: Sequence[int]) -> dict[int, int | None]:
+    """The story each of the articles is in now (None: in none)."""
+    found: dict[int, int | None] = {}
+    for start in range(0, len(article_ids), 500):
+        batch = article_ids[start : start + 500]
+        query = select(Article.id, Article.story_id).where(col(Article.id).in_(batch))
+        found.update({article_id or 0: story_id for article_id, story_id in session.exec(query)})
+    return found
+
+
 def articles_in_story(*, session: Session, story_id: int) -> Sequence[Article]:
     """The story's articles, copies included, oldest first."""
     when = func.coalesce(col(Article.published_at), col(Article.discovered_at))

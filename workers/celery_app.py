@@ -11,7 +11,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.engine import Engine
 
-from aggregator import extract
+from aggregator import extract, pipeline
 from aggregator.db import make_engine
 from aggregator.fetch import Fetcher
 from aggregator.settings import Settings, get_settings
@@ -111,7 +111,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "schedule-due-feeds": {"task": "workers.tasks.schedule_due_feeds", "schedule": 60.0},
             "repair-stories": {
                 "task": "workers.tasks.repair_stories",
-                "schedule": 30 * 60.0,
+                "schedule": pipeline.REPAIR_EVERY.total_seconds(),
                 "options": {"expires": 25 * 60},  # a late run is dropped, the next one comes
             },
             "resend-stalled-articles": {

@@ -258,6 +258,64 @@ def _join(a: _Group, b: _Group) -> _Group:
     return _Group(sorted(a.members + b.members), body, entities)
 
 
+# ---------------------------------------------------------------- twin events
+
+
+@dataclass(frozen=True)
+class TwinRules:
+    """When a story holds two events of one kind (two fires, two deaths of Watergate figures):
+    two names of its own divide its articles, every article but a few naming exactly one of
+    them, each side with ``min_side`` articles or more. A name is the story's own if at least
+    ``own_share`` of the articles in the whole stream that have it are in the story (a
+    month, a country or a party appears all over the stream and divides nothing)."""
+
+    cover: float = 0.95  # share of the story's articles that name exactly one of the two
+    min_side: int = 3
+    own_share: float = 0.5
+    max_members: int = 200  # cost grows with the square of the number of candidate names
+
+
+def twin_split(
+    names: Mapping[K, Iterable[str]],
+    document_frequency: Mapping[str, int],
+    *,
+    rules: TwinRules = TwinRules(),
+) -> list[K]:
+    """The members that leave a story holding two events (empty: it holds one).
+
+    ``names`` are each member's names (entity terms), in story order; ``document_frequency``
+    counts the articles of the whole stream that have each name. Of the pairs of the story's
+    own names that no article shares, the one naming most articles divides the story (on a tie,
+    the pair first in name order); the side with fewer articles leaves (of equal sides, the one
+    whose first article came later). Articles naming neither stay.
+    """
+    keys = list(names)
+    if not 2 * rules.min_side <= len(keys) <= rules.max_members:
+        return []
+    having: dict[str, set[int]] = {}
+    for position, key in enumerate(keys):
+        for name in set(names[key]):
+            having.setdefault(name, set()).add(position)
+    own = sorted(
+        name
+        for name, members in having.items()
+        if rules.min_side <= len(members) <= len(keys) - rules.min_side
+        and len(members) >= rules.own_share * document_frequency.get(name, len(members))
+    )
+    best: tuple[int, set[int], set[int]] | None = None
+    for i, first in enumerate(own):
+        for second in own[i + 1 :]:
+            a, b = having[first], having[second]
+            if a.isdisjoint(b) and (best is None or len(a) + len(b) > best[0]):
+                best = (len(a) + len(b), a, b)
+    if best is None or best[0] < rules.cover * len(keys):
+        return []
+    _, a, b = best
+    core = max((a, b), key=lambda side: (len(side), -min(side)))
+    leaving = b if core is a else a
+    return [keys[position] for position in sorted(leaving)]
+
+
 def profile_of(
     key: str, language: str | None, members: Sequence[DocVectors], limits: ClusterLimits
 ) -> StoryProfile:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
@@ -241,11 +242,17 @@ class TermBags:
 
 
 YEAR_RANGE = range(1900, 2100)
+NUMBER_PREFIX = "e:#"  # entity terms that are numbers; the others are names
+
+
+def names_among(entities: Iterable[str]) -> list[str]:
+    """The entity terms that are names, not numbers."""
+    return [term for term in entities if not term.startswith(NUMBER_PREFIX)]
 
 
 def mentioned_years(entities: Counter[str]) -> frozenset[int]:
     """The years (four-digit numbers 1900-2099) among an article's entity terms."""
-    numbers = (term[3:] for term in entities if term.startswith("e:#") and len(term) == 7)
+    numbers = (term[3:] for term in entities if term.startswith(NUMBER_PREFIX) and len(term) == 7)
     return frozenset(year for year in map(int, numbers) if year in YEAR_RANGE)
 
 
@@ -285,7 +292,7 @@ def _entities(tokens: list[str], lower_words: set[str]) -> Counter[str]:
         word = _normalise(token)
         if token.isdigit():
             if len(token) >= 2:
-                found["e:#" + word] += 1
+                found[NUMBER_PREFIX + word] += 1
         elif _is_capitalised(token) and _is_word(word) and word not in lower_words:
             found["e:" + word] += 1
     return found

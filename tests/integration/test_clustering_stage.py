@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from aggregator import pipeline, store
 from aggregator.cli import main
-from aggregator.cluster_eval import article_for_row
+from aggregator.cluster_eval import article_for_row, evaluate_rows
 from aggregator.cluster_store import SqlClusterState
 from aggregator.clustering.background import Background
 from aggregator.db import make_engine, session_scope
 from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
 from aggregator.settings import Settings
 from tests.stored import NOW, add_extracted_article
+from tests.twin_events import BANFIELD_FIRE, WELBY_FIRE
 
 STRIKE = (
     "A Russian missile struck the city of Kryvyi Rih overnight, wounding six people including a "
@@ -255,6 +256,77 @@ def test_eval_clusters_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     predicted = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [p["id"] for p in predicted] == ["a1", "a2", "a3"]
     assert predicted[0]["cluster"] == predicted[1]["cluster"] != predicted[2]["cluster"]
+
+
+def test_eval_clusters_scores_the_stories_as_the_repair_pass_leaves_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two undated fires of one kind stream into one story; the repair pass, which production
+    runs every half hour and eval-clusters after the stream, divides it by town."""
+    reports = [("banfield", report) for report in BANFIELD_FIRE]
+    reports += [("welby", report) for report in WELBY_FIRE]
+    rows = [
+        {
+            "id": f"a{n}",
+            "story": town,
+            "published": None,
+            "source": f"outlet {n}",
+            "title": title,
+            "text": text,
+        }
+        for n, (town, (title, text)) in enumerate(reports)
+    ]
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    predictions = tmp_path / "predicted.jsonl"
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["eval-clusters", str(labelled), "--predictions", str(predictions)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["pairwise_f1"] == 1.0
+    predicted = {
+        p["id"]: p["cluster"] for p in map(json.loads, predictions.read_text().splitlines())
+    }
+    assert len({predicted[f"a{n}"] for n in range(3)}) == 1
+    assert len({predicted[f"a{n}"] for n in range(3, 6)}) == 1
+    assert predicted["a0"] != predicted["a3"]
+
+
+def test_eval_clusters_runs_the_repair_pass_as_beat_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every half hour of the stream's time (once per gap between dated rows that long or
+    longer) and once after the last row."""
+    times: list[datetime] = []
+    original = pipeline.repair_stories
+
+    def recording(*, session: Session, settings: Settings, now: datetime) -> pipeline.RepairReport:
+        times.append(now)
+        return original(session=session, settings=settings, now=now)
+
+    monkeypatch.setattr(pipeline, "repair_stories", recording)
+    dated = [
+        {
+            "id": "a",
+            "story": "s",
+            "published": "2025-12-04",
+            "title": "Missile strike",
+            "text": STRIKE,
+        },
+        {
+            "id": "b",
+            "story": "s",
+            "published": "2025-12-04",
+            "title": "Strike",
+            "text": STRIKE_OTHER,
+        },
+        {"id": "c", "story": "t", "published": "2025-12-06", "title": "Comet", "text": COMET},
+    ]
+    evaluate_rows(dated, Settings(_env_file=None))  # type: ignore[call-arg]
+    half_hour = timedelta(minutes=30)
+    assert times == [
+        datetime(2025, 12, 4, tzinfo=UTC) + half_hour,
+        datetime(2025, 12, 6, tzinfo=UTC) + half_hour,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from aggregator.models import Article, Story, StoryIndexEntry
 from aggregator.settings import Settings
 from tests.conftest import Invoke
 from tests.stored import NOW, add_extracted_article
+from tests.twin_events import BANFIELD_FIRE, WELBY_FIRE
 from workers import tasks
 from workers.celery_app import build_runtime, celery_config, use_runtime
 
@@ -184,6 +185,27 @@ def test_a_drifted_story_is_split(engine: Engine, settings: Settings) -> None:
         ).all()
         assert "en|e:kestrel" in keys
 
+    before = _snapshot(engine)
+    assert _repair(engine, settings) == pipeline.RepairReport()
+    assert _snapshot(engine) == before
+
+
+def test_a_story_of_two_fires_of_one_kind_is_divided_by_town(
+    engine: Engine, settings: Settings
+) -> None:
+    """Agglomerative splitting keeps the two fires together (their reports share everything but
+    the town); the twin rule divides them, and the later fire's reports leave."""
+    reports = [*BANFIELD_FIRE, *WELBY_FIRE]
+    both = _story(engine, *((f"outlet {n}", report, n) for n, report in enumerate(reports)))
+
+    report = _repair(engine, settings)
+
+    assert report.merged == [] and len(report.split) == 1
+    ((story, new),) = report.split
+    assert story == both
+    assert _members(engine, both) == [title for title, _ in BANFIELD_FIRE]
+    assert _members(engine, new) == [title for title, _ in WELBY_FIRE]
+    assert "welby" in _row(engine, new).keywords and "welby" not in _row(engine, both).keywords
     before = _snapshot(engine)
     assert _repair(engine, settings) == pipeline.RepairReport()
     assert _snapshot(engine) == before

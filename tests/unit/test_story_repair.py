@@ -14,11 +14,13 @@ from aggregator.clustering.model import load_default_model
 from aggregator.clustering.repair import (
     MergeRules,
     SplitRules,
+    TwinRules,
     merge_pairs,
     merged_profile,
     profile_of,
     split_members,
     story_gap,
+    twin_split,
 )
 from aggregator.clustering.vectors import SparseVector
 
@@ -229,3 +231,69 @@ def test_profile_of_members_matches_the_streaming_clusterer() -> None:
     for vectors in members:
         streamed = clusterer.add_to_story(streamed, vectors)
     assert profile_of("s", "en", members, ClusterLimits()) == streamed
+
+
+# ---------------------------------------------------------------- twin events
+
+FIRE = ["e:harrowgate", "e:foods", "e:high", "e:street"]  # what both fires' reports name
+BANFIELD = [*FIRE, "e:banfield"]
+WELBY = [*FIRE, "e:welby"]
+# In a long stream the chain and the street come up in other stories too; the towns do not.
+STREAM_COUNTS = {"e:harrowgate": 40, "e:foods": 60, "e:high": 300, "e:street": 500}
+
+
+def names(*members: list[str]) -> dict[int, list[str]]:
+    return dict(enumerate(members))
+
+
+@pytest.mark.parametrize(
+    ("members", "leaving"),
+    [
+        pytest.param(
+            names(BANFIELD, BANFIELD, WELBY, BANFIELD, WELBY, WELBY, BANFIELD),
+            [2, 4, 5],
+            id="the-smaller-event-leaves",
+        ),
+        pytest.param(
+            names(WELBY, BANFIELD, BANFIELD, WELBY, BANFIELD, WELBY),
+            [1, 2, 4],
+            id="of-equal-events-the-later-leaves",
+        ),
+        pytest.param(
+            names(BANFIELD, BANFIELD, BANFIELD, FIRE, WELBY, WELBY, WELBY),
+            [],
+            id="too-many-articles-name-neither",
+        ),
+        pytest.param(
+            names(*[BANFIELD] * 6, *[WELBY] * 2), [], id="a-side-of-two-articles-is-no-event"
+        ),
+        pytest.param(
+            names(BANFIELD, BANFIELD, [*BANFIELD, "e:welby"], WELBY, WELBY, WELBY),
+            [],
+            id="an-article-names-both-towns",
+        ),
+        pytest.param(names(BANFIELD, BANFIELD, WELBY, WELBY), [], id="too-small-to-divide"),
+    ],
+)
+def test_twin_split(members: dict[int, list[str]], leaving: list[int]) -> None:
+    counts = {**STREAM_COUNTS, "e:banfield": 6, "e:welby": 5}
+    assert twin_split(members, counts) == leaving
+
+
+def test_twin_split_needs_names_that_are_the_story_s_own() -> None:
+    """Two months that divide a story's reports tell nothing: most articles that name them are
+    in other stories."""
+    members = names(*[[*FIRE, "e:march"]] * 3, *[[*FIRE, "e:april"]] * 3)
+    assert twin_split(members, {**STREAM_COUNTS, "e:march": 40, "e:april": 40}) == []
+    assert twin_split(members, {**STREAM_COUNTS, "e:march": 6, "e:april": 6}) == [3, 4, 5]
+
+
+def test_twin_split_keeps_an_article_that_names_neither_town() -> None:
+    members = names(*[BANFIELD] * 10, *[WELBY] * 9, FIRE)
+    assert twin_split(members, {"e:banfield": 10, "e:welby": 9}) == list(range(10, 19))
+
+
+def test_twin_split_skips_stories_above_the_size_bound() -> None:
+    members = names(*[BANFIELD] * 4, *[WELBY] * 4)
+    assert twin_split(members, {}, rules=TwinRules(max_members=7)) == []
+    assert twin_split(members, {}, rules=TwinRules(max_members=8)) == [4, 5, 6, 7]
