@@ -266,12 +266,13 @@ class TwinRules:
     """When a story holds two events of one kind (two fires, two deaths of Watergate figures):
     two names of its own divide its articles, every article but a few naming exactly one of
     them, each side with ``min_side`` articles or more. A name is the story's own if at least
-    ``own_share`` of the articles in the whole stream that have it are in the story (a
-    month, a country or a party appears all over the stream and divides nothing)."""
+    ``own_share`` of the articles in the whole stream that have it are in the story (a month, a
+    country or a party appears all over the stream and divides nothing; nor do the victims and
+    the suspect of one shooting, named in different reports, if they are named elsewhere too)."""
 
     cover: float = 0.95  # share of the story's articles that name exactly one of the two
     min_side: int = 3
-    own_share: float = 0.5
+    own_share: float = 2 / 3
     max_members: int = 200  # cost grows with the square of the number of candidate names
 
 
