@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from aggregator import pipeline, store
+from aggregator.clustering import ClusterModel
 from aggregator.clustering.evaluate import parse_published, stream_order
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.dedup import content_hash
@@ -56,8 +57,12 @@ def _labelled_row(line: str, number: int) -> Row:
     return dict(row)
 
 
-def evaluate_rows(rows: Iterable[Row], settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
-    """Scores, counts and speed of one streaming run, and each row's predicted story."""
+def evaluate_rows(
+    rows: Iterable[Row], settings: Settings, model: ClusterModel | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Scores, counts and speed of one streaming run, and each row's predicted story. ``model``
+    replaces the shipped one (scripts/train_clusterer.py --leave-one-out); the command takes
+    none."""
     ordered = stream_order(rows)
     with tempfile.TemporaryDirectory(prefix="eval-clusters-") as folder:
         url = f"sqlite:///{Path(folder) / 'eval.db'}"
@@ -65,14 +70,16 @@ def evaluate_rows(rows: Iterable[Row], settings: Settings) -> tuple[dict[str, An
         engine = make_engine(local.effective_database_url)
         upgrade_database(engine)
         started = time.perf_counter()
-        predicted = _cluster_rows(ordered, engine, local)
+        predicted = _cluster_rows(ordered, engine, local, model)
         seconds = time.perf_counter() - started
         engine.dispose()
     gold = {str(row["id"]): str(row["story"]) for row in ordered}
     return _report(gold, predicted, seconds), predicted
 
 
-def _cluster_rows(rows: list[Row], engine: Engine, settings: Settings) -> dict[str, str]:
+def _cluster_rows(
+    rows: list[Row], engine: Engine, settings: Settings, model: ClusterModel | None
+) -> dict[str, str]:
     """Each row's story once the stream has gone through, with the story repair run as beat
     runs it in production: every ``pipeline.REPAIR_EVERY`` of the stream's time, and once after
     its last article (an undated file meets it only then)."""
@@ -84,7 +91,7 @@ def _cluster_rows(rows: list[Row], engine: Engine, settings: Settings) -> dict[s
         if last_time is not None and time_now >= last_time + pipeline.REPAIR_EVERY:
             _repair(engine, settings, last_time + pipeline.REPAIR_EVERY)
         last_time = time_now
-        article_ids[str(row["id"])] = _cluster_row(row, engine, settings, source_ids)
+        article_ids[str(row["id"])] = _cluster_row(row, engine, settings, source_ids, model)
     if last_time is not None:
         _repair(engine, settings, last_time + pipeline.REPAIR_EVERY)
     with session_scope(engine) as session:
@@ -100,7 +107,13 @@ def _repair(engine: Engine, settings: Settings, now: datetime) -> None:
         pipeline.repair_stories(session=session, settings=settings, now=now)
 
 
-def _cluster_row(row: Row, engine: Engine, settings: Settings, source_ids: dict[str, int]) -> int:
+def _cluster_row(
+    row: Row,
+    engine: Engine,
+    settings: Settings,
+    source_ids: dict[str, int],
+    model: ClusterModel | None,
+) -> int:
     """Store the row as an extracted article and cluster it; returns the article's id."""
     with session_scope(engine) as session:
         # A row without an outlet gets one of its own: "unknown" must not look like one
@@ -116,7 +129,11 @@ def _cluster_row(row: Row, engine: Engine, settings: Settings, source_ids: dict[
         article_id = article.id or 0
     with session_scope(engine) as session:
         pipeline.cluster_article(
-            article_id, session=session, settings=settings, now=_published(row) or EPOCH
+            article_id,
+            session=session,
+            settings=settings,
+            now=_published(row) or EPOCH,
+            model=model,
         )
     return article_id
 

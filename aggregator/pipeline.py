@@ -30,6 +30,7 @@ from aggregator.cluster_store import SqlClusterState
 from aggregator.clustering import (
     ClusterDoc,
     ClusterLimits,
+    ClusterModel,
     StoryClusterer,
     StoryProfile,
     load_default_model,
@@ -703,16 +704,28 @@ def _cluster_or_record(
 
 
 def cluster_article(
-    article_id: int, *, session: Session, settings: Settings, now: datetime
+    article_id: int,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    model: ClusterModel | None = None,
 ) -> int | None:
     """Assign one extracted article to a story: a copy joins its original's story, a wall or
-    error page joins none, anything else goes through the story clusterer. Returns the story id."""
+    error page joins none, anything else goes through the story clusterer (with the shipped
+    model, unless ``model``: a model trained without a file, scored on it). Returns the story
+    id."""
     store.lock_clustering(session=session)
-    return _cluster_locked(article_id, session=session, settings=settings, now=now)
+    return _cluster_locked(article_id, session=session, settings=settings, now=now, model=model)
 
 
 def _cluster_locked(
-    article_id: int, *, session: Session, settings: Settings, now: datetime
+    article_id: int,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    model: ClusterModel | None = None,
 ) -> int | None:
     article = session.get(Article, article_id)
     if article is None or article.story_id is not None:
@@ -724,7 +737,7 @@ def _cluster_locked(
         _mark_if_near_duplicate(article, session=session)
     if article.duplicate_of_id is not None:
         return _follow_original(article, session=session)
-    story = _assign_story(article, session=session, settings=settings, now=now)
+    story = _assign_story(article, session=session, settings=settings, now=now, model=model)
     _gather_duplicates(article, story, session=session)
     return story.id
 
@@ -753,11 +766,18 @@ def _mark_if_near_duplicate(article: Article, *, session: Session) -> None:
 
 
 def _assign_story(
-    article: Article, *, session: Session, settings: Settings, now: datetime
+    article: Article,
+    *,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    model: ClusterModel | None,
 ) -> Story:
     state = SqlClusterState(session, now=now)
     clusterer = StoryClusterer(
-        state, load_default_model(), window=timedelta(days=settings.cluster_window_days)
+        state,
+        model or load_default_model(),
+        window=timedelta(days=settings.cluster_window_days),
     )
     doc = ClusterDoc(
         key=str(article.id),

@@ -3,7 +3,8 @@
     python scripts/train_clusterer.py A.jsonl B.jsonl C.jsonl            # writes model.json
     python scripts/train_clusterer.py --leave-one-out [--jobs 3] A.jsonl B.jsonl C.jsonl
 
---leave-one-out prints, for each file, the scores of a model trained without that file.
+--leave-one-out prints, for each file, what `aggregator eval-clusters` scores it (the production
+clustering stage and story repair, default settings) with a model trained without that file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
-from aggregator.clustering.evaluate import evaluate_stream
+from aggregator.cluster_eval import evaluate_rows
 from aggregator.clustering.training import train_model
+from aggregator.settings import Settings
 
+DEFAULTS = Settings(_env_file=None)  # what eval-clusters runs with when nothing is configured
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "aggregator/clustering/model.json"
 
 
@@ -27,9 +30,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def held_out_scores(streams: dict[str, list[dict[str, Any]]], held_out: str) -> dict[str, Any]:
-    """Scores on ``held_out`` of a model trained on the other streams."""
+    """Scores on ``held_out`` of a model trained on the other streams, as eval-clusters gives
+    them."""
     model = train_model([rows for name, rows in streams.items() if name != held_out])
-    result = evaluate_stream(streams[held_out], model)
+    result, _ = evaluate_rows(streams[held_out], DEFAULTS, model)
     return {"file": held_out, "threshold": model.threshold, **result}
 
 
@@ -55,7 +59,7 @@ def main() -> None:
     model = type(model).from_json({**model.to_json(), "info": {"trained_on": sorted(streams)}})
     args.output.write_text(json.dumps(model.to_json(), indent=2) + "\n", encoding="utf-8")
     for name, rows in streams.items():
-        print(json.dumps({"file": name, **evaluate_stream(rows, model)}))
+        print(json.dumps({"file": name, **evaluate_rows(rows, DEFAULTS, model)[0]}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from aggregator import pipeline, store
 from aggregator.cli import main
 from aggregator.cluster_eval import article_for_row, evaluate_rows
 from aggregator.cluster_store import SqlClusterState
+from aggregator.clustering import load_default_model
 from aggregator.clustering.background import Background
 from aggregator.db import make_engine, session_scope
 from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
@@ -327,6 +329,21 @@ def test_eval_clusters_runs_the_repair_pass_as_beat_does(monkeypatch: pytest.Mon
         datetime(2025, 12, 4, tzinfo=UTC) + half_hour,
         datetime(2025, 12, 6, tzinfo=UTC) + half_hour,
     ]
+
+
+def test_eval_rows_can_score_another_model_than_the_shipped_one() -> None:
+    """What leave-one-file-out needs: the held-out file scored by the production path with a
+    model trained without it. A model whose threshold no score reaches starts a story per row."""
+    rows = [
+        {"id": "a", "story": "s", "title": "Missile strike", "text": STRIKE},
+        {"id": "b", "story": "s", "title": "Strike", "text": STRIKE_OTHER},
+    ]
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    shipped, _ = evaluate_rows(rows, settings)
+    assert shipped["stories"] == 1
+    never = replace(load_default_model(), threshold=1.01)
+    report, predicted = evaluate_rows(rows, settings, never)
+    assert report["stories"] == 2 and predicted["a"] != predicted["b"]
 
 
 @pytest.mark.parametrize(
