@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -236,15 +237,7 @@ def test_eval_clusters_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             "text": COMET,
         },
     ]
-    labelled = tmp_path / "labelled.jsonl"
-    labelled.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    predictions = tmp_path / "predicted.jsonl"
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        main, ["eval-clusters", str(labelled), "--predictions", str(predictions)]
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report, predicted = _eval_clusters_command(rows, tmp_path, monkeypatch)
     assert report["articles"] == 3 and report["stories"] == 2
     assert report["pairwise_f1"] == report["bcubed_f1"] == 1.0
     assert {
@@ -255,9 +248,25 @@ def test_eval_clusters_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "seconds",
         "articles_per_second",
     } <= report.keys()
-    predicted = [json.loads(line) for line in predictions.read_text().splitlines()]
-    assert [p["id"] for p in predicted] == ["a1", "a2", "a3"]
-    assert predicted[0]["cluster"] == predicted[1]["cluster"] != predicted[2]["cluster"]
+    assert list(predicted) == ["a1", "a2", "a3"]
+    assert predicted["a1"] == predicted["a2"] != predicted["a3"]
+
+
+def _eval_clusters_command(
+    rows: list[dict[str, Any]], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`aggregator eval-clusters FILE --predictions OUT` on the rows: its report, and the
+    cluster of each row id in the order written."""
+    labelled = folder / "labelled.jsonl"
+    labelled.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    predictions = folder / "predicted.jsonl"
+    monkeypatch.chdir(folder)
+    result = CliRunner().invoke(
+        main, ["eval-clusters", str(labelled), "--predictions", str(predictions)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = map(json.loads, predictions.read_text().splitlines())
+    return json.loads(result.output), {line["id"]: line["cluster"] for line in lines}
 
 
 def test_eval_clusters_scores_the_stories_as_the_repair_pass_leaves_them(
@@ -278,18 +287,8 @@ def test_eval_clusters_scores_the_stories_as_the_repair_pass_leaves_them(
         }
         for n, (town, (title, text)) in enumerate(reports)
     ]
-    labelled = tmp_path / "labelled.jsonl"
-    labelled.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    predictions = tmp_path / "predicted.jsonl"
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        main, ["eval-clusters", str(labelled), "--predictions", str(predictions)]
-    )
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["pairwise_f1"] == 1.0
-    predicted = {
-        p["id"]: p["cluster"] for p in map(json.loads, predictions.read_text().splitlines())
-    }
+    report, predicted = _eval_clusters_command(rows, tmp_path, monkeypatch)
+    assert report["pairwise_f1"] == 1.0
     assert len({predicted[f"a{n}"] for n in range(3)}) == 1
     assert len({predicted[f"a{n}"] for n in range(3, 6)}) == 1
     assert predicted["a0"] != predicted["a3"]
@@ -323,7 +322,7 @@ def test_eval_clusters_runs_the_repair_pass_as_beat_does(monkeypatch: pytest.Mon
         },
         {"id": "c", "story": "t", "published": "2025-12-06", "title": "Comet", "text": COMET},
     ]
-    evaluate_rows(dated, Settings(_env_file=None))  # type: ignore[call-arg]
+    evaluate_rows(dated, Settings(_env_file=None))
     half_hour = timedelta(minutes=30)
     assert times == [
         datetime(2025, 12, 4, tzinfo=UTC) + half_hour,
@@ -338,7 +337,7 @@ def test_eval_rows_can_score_another_model_than_the_shipped_one() -> None:
         {"id": "a", "story": "s", "title": "Missile strike", "text": STRIKE},
         {"id": "b", "story": "s", "title": "Strike", "text": STRIKE_OTHER},
     ]
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     shipped, _ = evaluate_rows(rows, settings)
     assert shipped["stories"] == 1
     never = replace(load_default_model(), threshold=1.01)
