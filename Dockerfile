@@ -4,7 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     AGGREGATOR_DATA_DIR=/var/lib/aggregator
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY aggregator ./aggregator
 COPY workers ./workers
 RUN pip install . && useradd --system --home /var/lib/aggregator aggregator \
