@@ -56,7 +56,7 @@ def load_rows(data_dir: Path) -> list[dict[str, Any]]:
     for name in FILES:
         with (data_dir / f"{name}.jsonl").open(encoding="utf-8") as lines:
             rows += [json.loads(line) for line in lines if line.strip()]
-    return stream_order(rows)
+    return [dict(row) for row in stream_order(rows)]
 
 
 def replay(rows: list[dict[str, Any]]) -> Iterator[ClusterDoc]:
@@ -101,7 +101,7 @@ def bench_sql(rows: list[dict[str, Any]], sizes: list[int], probe: int) -> dict[
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as folder:
         settings = Settings(
             _env_file=None, data_dir=Path(folder), database_url=f"sqlite:///{folder}/b.db"
-        )  # type: ignore[call-arg]
+        )
         engine = make_engine(settings.effective_database_url)
         upgrade_database(engine)
         with session_scope(engine) as session:

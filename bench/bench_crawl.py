@@ -85,7 +85,8 @@ def serve(pages: list[bytes]) -> tuple[ThreadingHTTPServer, int]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            body = feed(index, int(self.server.server_address[1]))
+            assert isinstance(self.server, ThreadingHTTPServer)
+            body = feed(index, self.server.server_port)
             self.send_response(200)
             self.send_header("ETag", etag)
             self.send_header("Content-Length", str(len(body)))
@@ -125,7 +126,7 @@ def main() -> None:
     server, port = serve(pages)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             data_dir=Path(tmp),
             database_url=f"sqlite:///{tmp}/bench.db",
             fetch_allow_networks=[ipaddress.ip_network("127.0.0.0/8")],

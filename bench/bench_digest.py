@@ -27,6 +27,8 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy.engine import Engine
+
 from aggregator import delivery, digest, digest_store, mail, subscribers
 from aggregator.db import make_engine, session_scope, upgrade_database
 from aggregator.settings import Settings
@@ -60,7 +62,7 @@ def main() -> None:
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as folder, smtp_server() as mailbox:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             data_dir=Path(folder),
             smtp_host="127.0.0.1",
             smtp_port=mailbox.port,
@@ -168,19 +170,19 @@ def _staged(engine: object, settings: Settings, count: int, now: datetime) -> No
         )
 
 
-def _end_to_end(engine: object, settings: Settings, skip: int, count: int, now: datetime) -> None:
+def _end_to_end(engine: Engine, settings: Settings, skip: int, count: int, now: datetime) -> None:
     if count <= 0:
         return
-    with session_scope(engine) as session:  # type: ignore[arg-type]
+    with session_scope(engine) as session:
         ids = [s.id or 0 for s in digest_store.list_subscribers(session=session)][skip:]
-    started, statuses = time.perf_counter(), {}
+    started, statuses = time.perf_counter(), dict[str, int]()
     for subscriber_id in ids[:count]:
         outcome = delivery.send_digest(
             subscriber_id,
             now.date(),
             engine=engine,
             settings=settings,
-            now=now,  # type: ignore[arg-type]
+            now=now,
         )
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
     elapsed = time.perf_counter() - started

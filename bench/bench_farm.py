@@ -53,6 +53,7 @@ import redis
 from celery import Celery
 from farm import DATA, Farm, Replay, load_outlets, serve_farm
 from sqlalchemy import create_engine, func, text
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import col, select
 
@@ -126,14 +127,14 @@ Row = tuple[int, str, str, int | None, datetime]  # id, url, extraction status, 
 
 def article_rows(engine: Engine) -> list[Row]:
     with session_scope(engine) as session:
-        query = select(
-            Article.id,
-            Article.url,
-            Article.extraction_status,
-            Article.story_id,
-            Article.discovered_at,
+        query = sql_select(  # five columns: more than sqlmodel's select is typed for
+            col(Article.id),
+            col(Article.url),
+            col(Article.extraction_status),
+            col(Article.story_id),
+            col(Article.discovered_at),
         )
-        return [(i or 0, u, s, story, d) for i, u, s, story, d in session.exec(query).all()]
+        return [(i or 0, u, s, story, d) for i, u, s, story, d in session.execute(query).all()]
 
 
 def unfinished(rows: Sequence[Row]) -> int:
@@ -224,7 +225,7 @@ def tuning(tick: float) -> dict[str, object]:
 
 def settings_for(data_dir: Path, database_url: str, broker_url: str, tick: float) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=data_dir,
         database_url=database_url,
         broker_url=broker_url,

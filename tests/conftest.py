@@ -130,7 +130,7 @@ def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> I
 def make_test_settings(data_dir: Path, database_url: str) -> Settings:
     """Settings for a test store; fetches may reach loopback only."""
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=data_dir,
         database_url=database_url,
         fetch_allow_networks=[LOOPBACK],

@@ -52,9 +52,9 @@ def _path(url: str) -> str:
 def test_demo_builds_the_gold_stories(tmp_path: Path, database_url: str) -> None:
     result = _run(["demo"], tmp_path, database_url)
     assert result.returncode == 0, result.stderr
-    f1 = float(
-        re.search(r"pairwise precision [\d.]+, recall [\d.]+, F1 ([\d.]+)", result.stdout)[1]
-    )  # type: ignore[index]
+    found = re.search(r"pairwise precision [\d.]+, recall [\d.]+, F1 ([\d.]+)", result.stdout)
+    assert found, result.stdout
+    f1 = float(found[1])
     assert f1 >= 0.9
     assert "Alpine Courier" in result.stderr  # progress, one line per outlet
 

@@ -154,7 +154,7 @@ def test_rate_limit_answers_429_with_retry_after(settings: Settings) -> None:
 
 def test_rate_limit_setting_is_checked() -> None:
     with pytest.raises(ValueError, match="rate limit"):
-        Settings(_env_file=None, api_rate_limit="many")  # type: ignore[call-arg]
+        Settings(_env_file=None, api_rate_limit="many")
 
 
 def test_readiness_checks_database_and_broker(settings: Settings) -> None:

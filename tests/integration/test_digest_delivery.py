@@ -117,7 +117,7 @@ def test_the_digest_arrives_with_both_parts_headers_and_safe_content(
     plain_part, html_part = mail.iter_parts()
     assert plain_part.get_content_type() == "text/plain"
     assert html_part.get_content_type() == "text/html"
-    text, html = plain_part.get_content(), html_part.get_content()  # type: ignore[attr-defined]
+    text, html = plain_part.get_content(), html_part.get_content()
     for body in (text, html):
         assert "Thursday, 4 December 2025" in body
         assert "Avalanche warning in the Alps" in body and "Markets rise" in body

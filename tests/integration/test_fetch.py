@@ -63,7 +63,7 @@ def _resolver(host: str, port: int) -> list[IpAddress]:
 
 def _fetcher(*, allow_loopback: bool = True, **overrides: object) -> Fetcher:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         fetch_allow_networks=[LOOPBACK] if allow_loopback else [],
         **{"fetch_timeout": 5, **overrides},  # type: ignore[arg-type]
     )
@@ -222,7 +222,7 @@ def trap(site: FixtureSite) -> Iterator[FixtureSite]:
 
 def _rebinding_fetcher(resolver: RebindingResolver) -> tuple[Fetcher, LoopbackOnlyBackend]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         fetch_allow_networks=[ipaddress.ip_network("127.0.0.9/32")],
         fetch_timeout=5,
     )
@@ -267,7 +267,7 @@ def test_one_private_address_among_public_ones_is_refused() -> None:
         return [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.1")]
 
     fetcher = Fetcher(
-        Settings(_env_file=None),  # type: ignore[call-arg]
+        Settings(_env_file=None),
         resolver=resolver,
         network_backend=LoopbackOnlyBackend(),
     )
@@ -360,7 +360,7 @@ def trickler() -> Iterator[Trickler]:
     thread.join(timeout=11)
 
 
-def _fetch_within(url: str, seconds: float, **settings: object) -> BaseException | None:
+def _fetch_within(url: str, seconds: float, **settings: Any) -> BaseException | None:
     """The error a fetch ends with, failing the test if it is still running after `seconds`."""
     outcome: list[BaseException | None] = []
 

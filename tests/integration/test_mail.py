@@ -36,7 +36,7 @@ def _settings(tmp_path: Path, port: int, **extra: object) -> Settings:
         "mail_from": "Digest <digest@news.example>",
         "secret_key": SecretStr("s"),
     }
-    return Settings(_env_file=None, **(values | extra))  # type: ignore[call-arg, arg-type]
+    return Settings(_env_file=None, **(values | extra))  # type: ignore[arg-type]  # validated
 
 
 def _message(recipient: str = "reader@example.org") -> Composed:
@@ -62,8 +62,8 @@ def test_a_message_arrives_whole(tmp_path: Path, mailbox: Mailbox) -> None:
     assert received["List-Unsubscribe"] == "<https://news.example/unsubscribe?token=t>"
     assert received.get_content_type() == "multipart/alternative"
     plain, html = received.iter_parts()
-    assert plain.get_content() == "Plain words, über alles.\n"  # type: ignore[attr-defined]
-    assert html.get_content() == "<p>HTML words</p>\n"  # type: ignore[attr-defined]
+    assert plain.get_content() == "Plain words, über alles.\n"
+    assert html.get_content() == "<p>HTML words</p>\n"
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def _env_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str | 
     values = {"data_dir": tmp_path, "smtp_host": "127.0.0.1", "smtp_timeout": 5} | env
     for name, value in values.items():
         monkeypatch.setenv(f"AGGREGATOR_{name.upper()}", str(value))
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def _trusting(authority: trustme.CA, tmp_path: Path) -> str:

@@ -3,6 +3,7 @@ to their task again (Celery's eager mode, the real tasks, a real page over HTTP)
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -96,7 +97,7 @@ def test_the_in_process_crawl_waits_for_a_busy_host_and_fetches_every_page(
         pauses.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(tasks.time, "sleep", pause)
+    monkeypatch.setattr(time, "sleep", pause)  # the module workers.tasks sleeps with
     limiter = LocalHostLimiter(per_minute=2, concurrent=1, clock=lambda: clock[0])
     now = datetime.now(UTC)
     ids = []
@@ -114,7 +115,8 @@ def test_the_in_process_crawl_waits_for_a_busy_host_and_fetches_every_page(
     finally:
         use_runtime(None)
     with session_scope(engine) as session:
-        statuses = [session.get(Article, article_id).extraction_status for article_id in ids]
+        articles = [session.get(Article, article_id) for article_id in ids]
+        statuses = [article.extraction_status for article in articles if article is not None]
     assert statuses == [ExtractionStatus.EXTRACTED.value] * 3
     assert pauses and set(pauses) == {tasks.EAGER_BUSY_WAIT_SECONDS}
     assert [site.hits.count(f"/p{n}") for n in range(3)] == [1, 1, 1]

@@ -53,17 +53,17 @@ def test_queue_depths_from_redis_and_from_the_queue_folder(tmp_path: Path) -> No
     client.delete("fetching", "polling")
     client.rpush("fetching", "a", "b", "c")
     try:
-        on_redis = Settings(_env_file=None, broker_url=STATUS_DB, data_dir=tmp_path)  # type: ignore[call-arg]
+        on_redis = Settings(_env_file=None, broker_url=STATUS_DB, data_dir=tmp_path)
         assert queue_depths(on_redis) == {"polling": 0, "fetching": 3, "clustering": 0, "digest": 0}
     finally:
         client.delete("fetching")
         client.close()
-    on_files = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    on_files = Settings(_env_file=None, data_dir=tmp_path)
     (tmp_path / "queue" / "messages").mkdir(parents=True)
     for index in range(2):
         (tmp_path / "queue" / "messages" / f"m{index}.msg").write_text("{}")
     assert queue_depths(on_files) == {"all": 2}
-    unreachable = Settings(_env_file=None, broker_url="redis://127.0.0.1:1/0", data_dir=tmp_path)  # type: ignore[call-arg]
+    unreachable = Settings(_env_file=None, broker_url="redis://127.0.0.1:1/0", data_dir=tmp_path)
     assert queue_depths(unreachable) == {}
 
 
@@ -74,7 +74,7 @@ def test_queue_depths_from_rabbitmq(tmp_path: Path) -> None:
             for index in range(2):
                 waiting.put({"article": index})
             waiting.close()
-        on_rabbitmq = Settings(_env_file=None, broker_url=broker_url, data_dir=tmp_path)  # type: ignore[call-arg]
+        on_rabbitmq = Settings(_env_file=None, broker_url=broker_url, data_dir=tmp_path)
         # polling was never declared: no worker has started yet, so nothing waits there
         assert queue_depths(on_rabbitmq) == {
             "polling": 0,
@@ -87,7 +87,7 @@ def test_queue_depths_from_rabbitmq(tmp_path: Path) -> None:
         ("amqp://guest:guest@127.0.0.1:1//", "broker: ConnectionRefusedError"),
         (broker_url.replace("guest:guest", "guest:wrong"), "broker: AccessRefused"),
     ):
-        unreachable = Settings(_env_file=None, broker_url=url, data_dir=tmp_path)  # type: ignore[call-arg]
+        unreachable = Settings(_env_file=None, broker_url=url, data_dir=tmp_path)
         assert (queue_depths(unreachable), broker_problem(unreachable)) == ({}, problem)
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -193,9 +193,11 @@ class LiveCluster:
         self.processes[name] = process
         return process
 
-    def start_worker(self, name: str, *, concurrency: int = 2, **env: str) -> None:
+    def start_worker(
+        self, name: str, *, concurrency: int = 2, env: Mapping[str, str] | None = None
+    ) -> None:
         args = ["worker", "-Q", ",".join(QUEUES), "-c", str(concurrency), "-n", f"{name}@%h"]
-        self._start(name, [*args, "--loglevel", "INFO"], self.env(**env))
+        self._start(name, [*args, "--loglevel", "INFO"], self.env(**(env or {})))
 
     def start_beat(self, name: str = "beat", **env: str) -> None:
         schedule = str(self.folder / "beat-schedule")
@@ -240,8 +242,8 @@ class LiveCluster:
         mid-flight and starts again (``start``) 3 s later. A feed registered after that is
         polled only if beat and a worker came back."""
         self.gate.gated = "/feed.xml"
-        self.start_worker("w1", **(worker_env or {}))
-        self.start_worker("w2", **(worker_env or {}))
+        self.start_worker("w1", env=worker_env)
+        self.start_worker("w2", env=worker_env)
         self.start_beat(**(beat_env or {}))
         self.wait_ready("w1", "w2", "beat")
         self.gate.wait_gated(1)  # beat's tick started the crawl; the gate feed's poll waits

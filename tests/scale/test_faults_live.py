@@ -26,7 +26,7 @@ def test_pool_process_killed_after_commit_before_follow_ups(live: LiveCluster) -
     enqueueing what comes next: the redelivered task must still send it on."""
     live.gate.release.set()
     dying = "workers.tasks.fetch_article,workers.tasks.cluster_article"
-    live.start_worker("w1", concurrency=1, SCALE_DIE_BEFORE=dying)
+    live.start_worker("w1", concurrency=1, env={"SCALE_DIE_BEFORE": dying})
     live.wait_ready("w1")
     live.kick()
     live.wait_done()
@@ -42,7 +42,7 @@ def test_worker_killed_mid_task_its_messages_come_back(live: LiveCluster) -> Non
     production, the sweep (every 2 s here, for articles stalled 20 s) sends such an article
     again."""
     running = live.kill_worker_mid_fetch("w1")
-    live.start_worker("w2", AGGREGATOR_STALLED_ARTICLE_SECONDS="20")
+    live.start_worker("w2", env={"AGGREGATOR_STALLED_ARTICLE_SECONDS": "20"})
     live.start_beat(SCALE_SWEEP_SECONDS="2")
     live.gate.wait_gated(2, timeout=45)
     live.gate.release.set()
@@ -115,7 +115,7 @@ def test_redis_down_when_a_fetch_retries_its_message_comes_back(
     """The worker, idle but for one unacked message, outlives the outage (workers.broker_guard);
     Redis back with its data still holds the message the failed retry should have replaced, and
     delivers it again: no sweep needed."""
-    live.start_worker("w1", **PUBLISH_GIVES_UP_FAST)
+    live.start_worker("w1", env=PUBLISH_GIVES_UP_FAST)
     live.wait_ready("w1")
     live.kick()
     fail_the_retry_publish(live, redis_server)
@@ -141,7 +141,9 @@ def test_redis_lost_when_a_publish_failed_the_sweep_sends_the_article_again(
     should have replaced is gone, so only resend_stalled_articles sends the article on (to its
     fetch, or to clustering). Beat and its sweep (every 2 s, for articles stalled 5 s) start
     once Redis is back, so the sweep does not resend the article while the gate holds it."""
-    live.start_worker("w1", AGGREGATOR_STALLED_ARTICLE_SECONDS="5", **PUBLISH_GIVES_UP_FAST)
+    live.start_worker(
+        "w1", env={"AGGREGATOR_STALLED_ARTICLE_SECONDS": "5", **PUBLISH_GIVES_UP_FAST}
+    )
     live.wait_ready("w1")
     live.kick()
     fail_the_publish(live, redis_server)
@@ -174,8 +176,8 @@ def test_postgres_restart_tasks_retry_nothing_half_written(
 
 def test_every_task_delivered_twice_changes_nothing(live: LiveCluster) -> None:
     live.gate.release.set()
-    live.start_worker("w1", SCALE_DUPLICATE_TASKS="1")
-    live.start_worker("w2", SCALE_DUPLICATE_TASKS="1")
+    live.start_worker("w1", env={"SCALE_DUPLICATE_TASKS": "1"})
+    live.start_worker("w2", env={"SCALE_DUPLICATE_TASKS": "1"})
     live.wait_ready("w1", "w2")
     live.kick()
     live.kick()

@@ -11,7 +11,7 @@ from workers.celery_app import build_runtime, use_runtime
 
 def test_a_waiting_clustering_task_backs_off_up_to_the_longest_wait(tmp_path: Path) -> None:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'store.db'}",
         cluster_settle_seconds=60,

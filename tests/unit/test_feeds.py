@@ -4,6 +4,7 @@ import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ FEED_URL = "https://feeds.example/feed.xml"
 
 
 def _as_json(feed: object) -> dict[str, object]:
-    data = dataclasses.asdict(feed)  # type: ignore[call-overload]
+    data: dict[str, Any] = dataclasses.asdict(feed)  # type: ignore[call-overload]
     for entry in data["entries"]:
         del entry["entry_hash"]  # derived; see test_feed_identity.py
         entry["published"] = entry["published"].isoformat() if entry["published"] else None

@@ -78,6 +78,6 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_shared_counts_live_in_redis_beside_any_broker(
     broker_url: str, redis_url: str, shared: str
 ) -> None:
-    settings = Settings(_env_file=None, broker_url=broker_url, redis_url=redis_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, broker_url=broker_url, redis_url=redis_url)
     assert settings.shared_redis_url == shared
     assert settings.shared_counter_uri == (shared or "memory://")
