@@ -170,16 +170,26 @@ def main() -> None:
             )
         print(f"stored {articles} articles ({articles / len(ids):.0f} per feed)")
         print(f"304 vs fresh: {cached / fresh:.1f}x; fresh = {fresh * 50:.0f} entries/s")
-        bench_extraction(engine, settings, fetcher, pages, args.articles)
+        bench_extraction(
+            engine, settings, fetcher, pages, args.articles, real_pages=args.pages is not None
+        )
         fetcher.close()
         engine.dispose()
     server.shutdown()
 
 
 def bench_extraction(
-    engine: Engine, settings: Settings, fetcher: Fetcher, pages: list[bytes], count: int
+    engine: Engine,
+    settings: Settings,
+    fetcher: Fetcher,
+    pages: list[bytes],
+    count: int,
+    *,
+    real_pages: bool,
 ) -> None:
-    """fetch_article (as a task runs it: one transaction each) vs trafilatura on the same pages."""
+    """fetch_article (as a task runs it: one transaction each) vs trafilatura on the same pages.
+    The target (the pipeline keeps 80 % of trafilatura's rate) is for real news pages: on the
+    demo's 2 KB pages a fetch and a commit cost more than the extraction itself."""
     with session_scope(engine) as session:
         rows = session.exec(select(Article.id, Article.url).order_by(col(Article.id))).all()
     rows = rows[:count]
@@ -206,7 +216,8 @@ def bench_extraction(
         f"{'fetch_article (HTTP + robots + extract + store)':<42} {pipeline_rate:8.1f} articles/s"
     )
     print(f"{'trafilatura.extract alone, same pages':<42} {plain_rate:8.1f} pages/s")
-    print(f"pipeline / trafilatura: {pipeline_rate / plain_rate:.2f} (target >= 0.80)")
+    target = " (target >= 0.80)" if real_pages else " (demo pages; the target is for --pages DIR)"
+    print(f"pipeline / trafilatura: {pipeline_rate / plain_rate:.2f}{target}")
 
 
 if __name__ == "__main__":
