@@ -251,7 +251,7 @@ def _story_text(summary: dict[str, object]) -> str:
 @main.command()
 def repair() -> None:
     """Repair recent stories now, as beat does every 30 minutes: merge stories of one event,
-    split drifted ones, elect headlines."""
+    split drifted ones, move lone articles to the story they now fit, elect headlines."""
     from aggregator.pipeline import repair_stories
 
     settings = get_settings()
@@ -261,11 +261,13 @@ def repair() -> None:
         click.echo(f"story #{loser} merged into #{survivor}")
     for story, split_off in report.split:
         click.echo(f"story #{story}: articles split off into #{split_off}")
+    for lone, joined in report.rejoined:
+        click.echo(f"story #{lone}: its one article moved to #{joined}")
     for story_id in report.headlines:
         click.echo(f"story #{story_id}: new headline")
     click.echo(
         f"merged {len(report.merged)}, split {len(report.split)}, "
-        f"new headlines {len(report.headlines)}"
+        f"lone articles moved {len(report.rejoined)}, new headlines {len(report.headlines)}"
     )
 
 

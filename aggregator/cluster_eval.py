@@ -89,11 +89,11 @@ def _cluster_rows(
     for row in rows:
         time_now = _published(row) or EPOCH
         if last_time is not None and time_now >= last_time + pipeline.REPAIR_EVERY:
-            _repair(engine, settings, last_time + pipeline.REPAIR_EVERY)
+            _repair(engine, settings, last_time + pipeline.REPAIR_EVERY, model)
         last_time = time_now
         article_ids[str(row["id"])] = _cluster_row(row, engine, settings, source_ids, model)
     if last_time is not None:
-        _repair(engine, settings, last_time + pipeline.REPAIR_EVERY)
+        _repair(engine, settings, last_time + pipeline.REPAIR_EVERY, model)
     with session_scope(engine) as session:
         stories = store.article_stories(session=session, article_ids=list(article_ids.values()))
     return {
@@ -102,9 +102,9 @@ def _cluster_rows(
     }
 
 
-def _repair(engine: Engine, settings: Settings, now: datetime) -> None:
+def _repair(engine: Engine, settings: Settings, now: datetime, model: ClusterModel | None) -> None:
     with session_scope(engine) as session:
-        pipeline.repair_stories(session=session, settings=settings, now=now)
+        pipeline.repair_stories(session=session, settings=settings, now=now, model=model)
 
 
 def _cluster_row(

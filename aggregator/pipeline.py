@@ -779,14 +779,7 @@ def _assign_story(
         model or load_default_model(),
         window=timedelta(days=settings.cluster_window_days),
     )
-    doc = ClusterDoc(
-        key=str(article.id),
-        title=article.title,
-        text=article.text,
-        published=article.published_at,
-        source=str(article.source_id),
-        language=article.language,
-    )
+    doc = _cluster_doc(article)
     vectors = clusterer.vectorise(doc)
     assignment = clusterer.place(doc.key, vectors, clusterer.score_candidates(vectors))
     story = state.story_row(assignment.story_key)
@@ -797,6 +790,17 @@ def _assign_story(
     session.flush()
     _update_story(story, article, profile, representativeness(vectors, profile), session=session)
     return story
+
+
+def _cluster_doc(article: Article) -> ClusterDoc:
+    return ClusterDoc(
+        key=str(article.id),
+        title=article.title,
+        text=article.text,
+        published=article.published_at,
+        source=str(article.source_id),
+        language=article.language,
+    )
 
 
 def _update_story(
@@ -858,15 +862,19 @@ class RepairReport:
     merged: list[tuple[int, int]] = field(default_factory=list)
     split: list[tuple[int, int]] = field(default_factory=list)
     headlines: list[int] = field(default_factory=list)
+    rejoined: list[tuple[int, int]] = field(default_factory=list)  # (lone story, its new story)
 
 
 REPAIR_EVERY = timedelta(minutes=30)  # beat's schedule for repair_stories
 
 
-def repair_stories(*, session: Session, settings: Settings, now: datetime) -> RepairReport:
+def repair_stories(
+    *, session: Session, settings: Settings, now: datetime, model: ClusterModel | None = None
+) -> RepairReport:
     """Among the stories active in the repair window, split off the articles of stories that
-    drifted onto another event, then merge stories that are one event. A merged story keeps its
-    row and points at its survivor. A second run finds nothing to do."""
+    drifted onto another event, merge stories that are one event, then move each lone article
+    to the story it would join if it arrived now (with ``model``, by default the shipped one).
+    A merged story keeps its row and points at its survivor. A second run finds nothing to do."""
     store.lock_clustering(session=session)
     state = SqlClusterState(session, now=now)
     limits = ClusterLimits()  # the clusterer's, so repaired profiles look like streamed ones
@@ -883,12 +891,70 @@ def repair_stories(*, session: Session, settings: Settings, now: datetime) -> Re
         _merge_stories(loser, survivor, state, session=session, limits=limits)
         for loser, survivor in repair.merge_pairs(profiles, limits=limits)
     ]
+    rejoined = _rejoin_lone_articles(
+        _repair_candidates(session=session, settings=settings, now=now),
+        state,
+        model or load_default_model(),
+        session=session,
+        settings=settings,
+        limits=limits,
+    )
     renamed = [
         s.id or 0 for s in candidates if s.merged_into_id is None and s.headline != headlines[s.id]
     ]
-    if merged or split or renamed:
-        log.info("story repair: merged %s, split %s, new headlines %s", merged, split, renamed)
-    return RepairReport(merged, split, renamed)
+    if merged or split or rejoined or renamed:
+        log.info(
+            "story repair: merged %s, split %s, lone articles moved %s, new headlines %s",
+            merged,
+            split,
+            rejoined,
+            renamed,
+        )
+    return RepairReport(merged, split, renamed, rejoined)
+
+
+def _rejoin_lone_articles(
+    stories: Sequence[Story],
+    state: SqlClusterState,
+    model: ClusterModel,
+    *,
+    session: Session,
+    settings: Settings,
+    limits: ClusterLimits,
+) -> list[tuple[int, int]]:
+    """Merge each one-article story into the story its article would join if it arrived now.
+    Returns (lone story, new story) ids."""
+    window = timedelta(days=settings.cluster_window_days)
+    clusterer = StoryClusterer(state, model, window=window, limits=limits)
+    moves = []
+    for story in stories:
+        keys = _home_of_lone_article(story, clusterer, session=session)
+        if keys is not None:
+            moves.append(_merge_stories(*keys, state, session=session, limits=limits))
+    return moves
+
+
+def _home_of_lone_article(
+    story: Story, clusterer: StoryClusterer, *, session: Session
+) -> tuple[str, str] | None:
+    """(the story's key, the key of the story its one article would join if it arrived now),
+    for a story of one article (copies aside); None if it has more or the article would stay.
+
+    When the article came, the story it belongs to may not have had the reports that show it;
+    the model decides again with the stories as they are now. Only one-article stories move:
+    moving two or three articles that each prefer the same story cost precision on every dev
+    file, and a larger story is the merge rules' business."""
+    assert story.cluster_key is not None
+    if story.merged_into_id is not None:
+        return None
+    articles = store.articles_in_story(session=session, story_id=story.id or 0)
+    originals = [article for article in articles if article.duplicate_of_id is None]
+    if len(originals) != 1:
+        return None
+    home = clusterer.home_elsewhere(
+        clusterer.weigh(_cluster_doc(originals[0])), current=story.cluster_key
+    )
+    return None if home is None else (story.cluster_key, home.story.key)
 
 
 def _repair_candidates(*, session: Session, settings: Settings, now: datetime) -> list[Story]:

@@ -15,16 +15,20 @@ For one article:
 5. fold the article's vectors into the story's centroids, keep a few member articles' pruned
    vectors (the first and the most recent ones) and re-index the story.
 
+The story repair later asks the same question of a one-article story's article with the stories
+as they then stand (:meth:`StoryClusterer.home_elsewhere`).
+
 There is no look-ahead, no clock and no I/O: time comes with the article, storage is the
 :class:`ClusterState` passed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from aggregator.clustering.background import Background
 from aggregator.clustering.features import (
     DocVectors,
     Features,
@@ -33,7 +37,7 @@ from aggregator.clustering.features import (
 )
 from aggregator.clustering.model import ClusterModel
 from aggregator.clustering.state import ClusterState, MemberVectors, StoryProfile
-from aggregator.clustering.text import extract_terms, mentioned_years
+from aggregator.clustering.text import TermBags, extract_terms, mentioned_years
 from aggregator.clustering.vectors import (
     SparseVector,
     add_pruned,
@@ -109,17 +113,34 @@ class StoryClusterer:
 
     def score_candidates(self, vectors: DocVectors) -> list[ScoredCandidate]:
         """Every candidate story with its pair features and model score."""
-        stories, rows = self.candidate_rows(vectors)
+        return self._scored(*self.candidate_rows(vectors))
+
+    def home_elsewhere(self, vectors: DocVectors, *, current: str) -> ScoredCandidate | None:
+        """The story other than ``current`` that the article would join if it arrived now, or
+        None if it would start a story. The stream's background is read, not updated: the
+        article was counted in it when it arrived."""
+        others = [story for story in self.candidates(vectors) if story.key != current]
+        stories = shortlist(vectors, others, self.limits.shortlist)
+        rows = candidate_features(vectors, stories, self._background())
+        best = max(self._scored(stories, rows), key=lambda c: c.score, default=None)
+        return best if best is not None and best.score >= self.model.threshold else None
+
+    def _scored(
+        self, stories: Sequence[StoryProfile], rows: Sequence[Features]
+    ) -> list[ScoredCandidate]:
         return [
             ScoredCandidate(story, features, self.model.score(features))
             for story, features in zip(stories, rows, strict=True)
         ]
 
+    def _background(self) -> Background:
+        return self.state.background() or self.model.background
+
     def candidate_rows(self, vectors: DocVectors) -> tuple[list[StoryProfile], list[Features]]:
         """The shortlisted candidates and their features; the shortlist's tail (all but the
         top-ranked candidate) updates the stream's background statistics."""
         stories = shortlist(vectors, self.candidates(vectors), self.limits.shortlist)
-        background = self.state.background() or self.model.background
+        background = self._background()
         rows = candidate_features(vectors, stories, background)
         if len(rows) > 1:
             self.state.save_background(background.updated(rows[1:]))
@@ -138,8 +159,14 @@ class StoryClusterer:
     def vectorise(self, doc: ClusterDoc) -> DocVectors:
         """Count the article's terms in the state and weight them with the updated IDF."""
         bags = extract_terms(doc.title, doc.text)
+        self.state.add_document(bags.all_terms())
+        return self.weigh(doc, bags)
+
+    def weigh(self, doc: ClusterDoc, bags: TermBags | None = None) -> DocVectors:
+        """The article's vectors under the state's document frequencies, counting nothing (for
+        an article counted when it arrived)."""
+        bags = bags or extract_terms(doc.title, doc.text)
         terms = bags.all_terms()
-        self.state.add_document(terms)
         frequencies = self.state.document_frequencies(terms)
         documents = self.state.document_count()
         return DocVectors(

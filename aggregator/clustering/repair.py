@@ -7,7 +7,11 @@ The streaming clusterer decides once per article and never looks back. Two mista
   story merges into the larger one and :func:`merged_profile` is their union.
 * **drift**: a story that absorbed a chain of reports, each close to the last, can end up holding
   two events. :func:`split_members` re-clusters a story's members (with vectors recomputed under
-  the current document frequencies, see :func:`weigh`) and names the groups that leave.
+  the current document frequencies, see :func:`weigh`) and names the groups that leave;
+  :func:`twin_split` divides a story that holds two events of one kind by the names they carry.
+
+(A third repair, moving the article of a one-article story to the story it would join now,
+asks the clusterer's model and lives in the pipeline.)
 
 Everything here is pure: profiles and vectors in, decisions and profiles out. A wrong merge is
 worse than a missed one (it hides an event), so the merge rules are strict; a split needs a
@@ -49,6 +53,10 @@ class SplitRules:
     link: float = 0.15
     min_members: int = 3  # smaller stories are never split
     min_core: int = 2  # a story that falls apart into singletons is loose, not drifted
+    # A lone article far from the rest stays: a raw cosine cut does not tell a short lead from
+    # an off-topic report (on neus_raw, all three such splits were wrong), and the repair's
+    # lone-article step, which asks the model, would move it back at once.
+    min_leaving: int = 2
     max_members: int = 200  # bigger stories are not examined (cost grows with the square)
 
 
@@ -215,7 +223,8 @@ def split_members(
     ``members`` are in story order (earliest first). They are grouped bottom-up, the two most
     similar groups first, while the groups' centroids stay similar (``rules.link``). The largest
     group is the story's core and keeps it (of equal groups, the one with the earliest member);
-    the other groups leave, each to be a story of its own.
+    the other groups of ``rules.min_leaving`` members or more leave, each to be a story of its
+    own.
     """
     if not rules.min_members <= len(members) <= rules.max_members:
         return []
@@ -224,7 +233,10 @@ def split_members(
     core = min(groups, key=lambda g: (-len(g.members), g.members[0]))
     if len(core.members) < rules.min_core:
         return []
-    leaving = sorted((g for g in groups if g is not core), key=lambda g: g.members[0])
+    leaving = sorted(
+        (g for g in groups if g is not core and len(g.members) >= rules.min_leaving),
+        key=lambda g: g.members[0],
+    )
     return [[keys[i] for i in group.members] for group in leaving]
 
 

@@ -17,7 +17,7 @@ from aggregator import pipeline, store
 from aggregator.cli import main
 from aggregator.cluster_eval import article_for_row, evaluate_rows
 from aggregator.cluster_store import SqlClusterState
-from aggregator.clustering import load_default_model
+from aggregator.clustering import ClusterModel, load_default_model
 from aggregator.clustering.background import Background
 from aggregator.db import make_engine, session_scope
 from aggregator.models import Article, ExtractionStatus, Story, StoryIndexEntry
@@ -300,9 +300,11 @@ def test_eval_clusters_runs_the_repair_pass_as_beat_does(monkeypatch: pytest.Mon
     times: list[datetime] = []
     original = pipeline.repair_stories
 
-    def recording(*, session: Session, settings: Settings, now: datetime) -> pipeline.RepairReport:
+    def recording(
+        *, session: Session, settings: Settings, now: datetime, model: ClusterModel | None
+    ) -> pipeline.RepairReport:
         times.append(now)
-        return original(session=session, settings=settings, now=now)
+        return original(session=session, settings=settings, now=now, model=model)
 
     monkeypatch.setattr(pipeline, "repair_stories", recording)
     dated = [

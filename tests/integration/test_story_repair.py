@@ -4,6 +4,7 @@ drifted stories, stable ids through the API, and a second run that changes nothi
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -289,10 +290,52 @@ def test_repair_command_repairs_now_and_says_what_it_changed(
     assert first.output.splitlines() == [
         f"story #{smaller} merged into #{larger}",
         f"story #{larger}: new headline",  # the merged story's most central title
-        "merged 1, split 0, new headlines 1",
+        "merged 1, split 0, lone articles moved 0, new headlines 1",
     ]
-    assert again.output.splitlines() == ["merged 0, split 0, new headlines 0"]
+    assert again.output.splitlines() == [
+        "merged 0, split 0, lone articles moved 0, new headlines 0"
+    ]
     assert _row(engine, smaller).merged_into_id == larger
+
+
+def test_a_lone_article_moves_to_the_story_it_would_join_now(
+    engine: Engine, settings: Settings
+) -> None:
+    """The first report came two days before the others, which started a story of their own;
+    the merge rules leave stories that far apart alone, the model moves the lone report."""
+    lone = _story(engine, ("gazette", STRIKE_THIRD, -47))
+    larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    comet = _story(engine, ("science", COMET, 1))
+
+    report = _repair(engine, settings)
+
+    assert report.rejoined == [(lone, larger)] and report.merged == report.split == []
+    assert _members(engine, larger) == [STRIKE_THIRD[0], STRIKE[0], STRIKE_OTHER[0]]
+    story = _row(engine, larger)
+    assert (story.article_count, story.source_count) == (3, 3)
+    assert story.first_seen == NOW - 47 * HOUR
+    assert _row(engine, lone).merged_into_id == larger
+    assert _members(engine, comet) == [COMET[0]]  # a lone article with no better home stays
+    with session_scope(engine) as session:
+        survivor = store.story_survivor(session=session, story_id=lone)
+        assert survivor is not None and survivor.id == larger
+    before = _snapshot(engine)
+    assert _repair(engine, settings) == pipeline.RepairReport()
+    assert _snapshot(engine) == before
+
+
+def test_a_lone_article_stays_if_another_model_would_not_move_it(
+    engine: Engine, settings: Settings
+) -> None:
+    lone = _story(engine, ("gazette", STRIKE_THIRD, -47))
+    _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    strict = replace(load_default_model(), threshold=0.999)
+    with session_scope(engine) as session:
+        report = pipeline.repair_stories(
+            session=session, settings=settings, now=NOW + 6 * HOUR, model=strict
+        )
+    assert report.rejoined == []
+    assert _row(engine, lone).merged_into_id is None
 
 
 @pytest.mark.parametrize("first", [STRIKE, STRIKE_OTHER, STRIKE_THIRD])

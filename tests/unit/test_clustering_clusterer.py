@@ -191,3 +191,35 @@ def test_undated_reports_naming_different_years_score_as_if_a_week_apart() -> No
     undated = second_report(None, None)
     assert undated.score == pytest.approx(second_report(DAY, DAY + timedelta(days=7)).score)
     assert undated.score < second_report(DAY, DAY).score - 0.1
+
+
+def test_home_elsewhere_is_the_story_the_article_would_join_now() -> None:
+    target = clusterer()
+    warm(target)
+    fire = target.assign(doc("a", FIRE_1))
+    vote = target.assign(doc("b", ELECTION))
+    again = doc("c", FIRE_2, published=DAY + timedelta(hours=5))
+    documents = target.state.document_count()
+
+    home = target.home_elsewhere(target.weigh(again), current="story-c")
+    assert home is not None and home.story.key == fire.story_key
+    assert home.score >= target.model.threshold
+    assert target.home_elsewhere(target.weigh(again), current=fire.story_key) is None
+    assert target.home_elsewhere(target.weigh(doc("d", ELECTION)), current=vote.story_key) is None
+    assert target.state.document_count() == documents  # weighing counts nothing
+
+
+def test_home_elsewhere_leaves_the_background_alone() -> None:
+    target = clusterer()
+    warm(target)
+    for key, article in (("x", FIRE_1), ("y", FIRE_2)):  # two stories of one fire
+        vectors = target.vectorise(doc(key, article))
+        target.add_to_story(StoryProfile(key=f"story-{key}", language="en"), vectors)
+    target.state.save_background(target.model.background)
+    vectors = target.vectorise(doc("z", FIRE_1, published=DAY + timedelta(hours=5)))
+    assert len(target.candidates(vectors)) == 2  # the shortlist's tail would move it
+
+    assert target.home_elsewhere(vectors, current="story-z") is not None
+    assert target.state.background() == target.model.background
+    target.score_candidates(vectors)  # streaming, by contrast, moves it
+    assert target.state.background() != target.model.background

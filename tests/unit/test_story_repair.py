@@ -194,14 +194,19 @@ def vote(n: int) -> DocVectors:
             id="drifted onto a comet: the comet reports leave together",
         ),
         pytest.param(
-            {1: comet_doc(0), 2: strike(1), 3: strike(2), 4: strike(3)},
-            [[1]],
+            {1: comet_doc(0), 2: comet_doc(1), 3: strike(2), 4: strike(3), 5: strike(4)},
+            [[1, 2]],
             id="the core keeps the story even if it did not start it",
         ),
         pytest.param(
             {1: strike(0), 2: comet_doc(1), 3: strike(2), 4: vote(3), 5: comet_doc(4)},
-            [[2, 5], [4]],
-            id="leavers grouped among themselves",
+            [[2, 5]],
+            id="leavers grouped among themselves; a lone one stays",
+        ),
+        pytest.param(
+            {1: comet_doc(0), 2: strike(1), 3: strike(2), 4: strike(3)},
+            [],
+            id="one article apart stays (the lone-article repair asks the model)",
         ),
         pytest.param(
             {1: strike(0), 2: strike(1), 3: comet_doc(2), 4: comet_doc(3)},
@@ -216,6 +221,11 @@ def vote(n: int) -> DocVectors:
 )
 def test_split_members(members: dict[int, DocVectors], expected: list[list[int]]) -> None:
     assert split_members(members) == expected
+
+
+def test_split_members_lets_a_lone_article_leave_if_the_rules_allow() -> None:
+    members = {1: strike(0), 2: comet_doc(1), 3: strike(2), 4: vote(3), 5: comet_doc(4)}
+    assert split_members(members, rules=SplitRules(min_leaving=1)) == [[2, 5], [4]]
 
 
 def test_split_members_skips_stories_above_the_size_bound() -> None:
