@@ -257,6 +257,7 @@ def repair() -> None:
     settings = get_settings()
     with session_scope(_engine(settings)) as session:
         report = repair_stories(session=session, settings=settings, now=_now())
+        headlines = {i: row.headline for i in report.headlines if (row := session.get(Story, i))}
     for loser, survivor in report.merged:
         click.echo(f"story #{loser} merged into #{survivor}")
     for story, split_off in report.split:
@@ -264,7 +265,7 @@ def repair() -> None:
     for lone, joined in report.rejoined:
         click.echo(f"story #{lone}: its one article moved to #{joined}")
     for story_id in report.headlines:
-        click.echo(f"story #{story_id}: new headline")
+        click.echo(f"story #{story_id}: new headline {headlines.get(story_id, '')!r}")
     click.echo(
         f"merged {len(report.merged)}, split {len(report.split)}, "
         f"lone articles moved {len(report.rejoined)}, new headlines {len(report.headlines)}"

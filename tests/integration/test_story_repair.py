@@ -289,7 +289,7 @@ def test_repair_command_repairs_now_and_says_what_it_changed(
     assert first.exit_code == 0
     assert first.output.splitlines() == [
         f"story #{smaller} merged into #{larger}",
-        f"story #{larger}: new headline",  # the merged story's most central title
+        f"story #{larger}: new headline {_row(engine, larger).headline!r}",
         "merged 1, split 0, lone articles moved 0, new headlines 1",
     ]
     assert again.output.splitlines() == [
