@@ -250,8 +250,9 @@ def _story_text(summary: dict[str, object]) -> str:
 
 @main.command()
 def repair() -> None:
-    """Repair recent stories now, as beat does every 30 minutes: merge stories of one event,
-    split drifted ones, move lone articles to the story they now fit, elect headlines."""
+    """Repair recent stories now, as beat does every 30 minutes: regroup the articles of recent
+    stories all at once, merge stories of one event, split drifted ones, move lone articles to
+    the story they now fit, elect headlines."""
     from aggregator.pipeline import repair_stories
 
     settings = get_settings()
@@ -267,8 +268,9 @@ def repair() -> None:
     for story_id in report.headlines:
         click.echo(f"story #{story_id}: new headline {headlines.get(story_id, '')!r}")
     click.echo(
-        f"merged {len(report.merged)}, split {len(report.split)}, "
-        f"lone articles moved {len(report.rejoined)}, new headlines {len(report.headlines)}"
+        f"articles regrouped {len(report.regrouped)}, merged {len(report.merged)}, "
+        f"split {len(report.split)}, lone articles moved {len(report.rejoined)}, "
+        f"new headlines {len(report.headlines)}"
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -34,6 +34,7 @@ from aggregator.clustering import (
     StoryClusterer,
     StoryProfile,
     load_default_model,
+    regroup,
     repair,
 )
 from aggregator.clustering.features import DocVectors
@@ -863,6 +864,18 @@ class RepairReport:
     split: list[tuple[int, int]] = field(default_factory=list)
     headlines: list[int] = field(default_factory=list)
     rejoined: list[tuple[int, int]] = field(default_factory=list)  # (lone story, its new story)
+    regrouped: list[tuple[int, int]] = field(default_factory=list)  # (article, its new story)
+
+
+@dataclass
+class RegroupReport:
+    """What regrouping changed: (article, its new story), (emptied story, the story that took
+    most of its articles) and (story, a story made for articles that left it)."""
+
+    moved: list[tuple[int, int]] = field(default_factory=list)
+    merged: list[tuple[int, int]] = field(default_factory=list)
+    split: list[tuple[int, int]] = field(default_factory=list)
+    stories: set[int] = field(default_factory=set)  # the stories it regrouped, new ones too
 
 
 REPAIR_EVERY = timedelta(minutes=30)  # beat's schedule for repair_stories
@@ -871,46 +884,190 @@ REPAIR_EVERY = timedelta(minutes=30)  # beat's schedule for repair_stories
 def repair_stories(
     *, session: Session, settings: Settings, now: datetime, model: ClusterModel | None = None
 ) -> RepairReport:
-    """Among the stories active in the repair window, split off the articles of stories that
-    drifted onto another event, merge stories that are one event, then move each lone article
-    to the story it would join if it arrived now (with ``model``, by default the shipped one).
-    A merged story keeps its row and points at its survivor. A second run finds nothing to do."""
+    """Among the stories active in the repair window: cluster the articles of the stories that
+    began in it again, all at once, with the pair model (``model``, by default the shipped one;
+    see _regroup_recent), split off the articles of stories that drifted onto another event,
+    merge stories that are one event, then move each lone article to the story it would join
+    if it arrived now. A merged or emptied story keeps its row and points at its survivor."""
     store.lock_clustering(session=session)
     state = SqlClusterState(session, now=now)
     limits = ClusterLimits()  # the clusterer's, so repaired profiles look like streamed ones
+    model = model or load_default_model()
     candidates = _repair_candidates(session=session, settings=settings, now=now)
     headlines = {story.id: story.headline for story in candidates}
+    since = now - timedelta(hours=settings.cluster_repair_window_hours)
+    regrouped = _regroup_recent(
+        candidates, state, model, session=session, settings=settings, since=since, limits=limits
+    )
+    candidates = _repair_candidates(session=session, settings=settings, now=now)
+    covered = regrouped.stories  # the model judged their articles together: rules do not undo it
     split = [
         pair
         for story in candidates
-        for pair in _split_story(story, state, session=session, limits=limits)
+        for pair in _split_story(story, state, session=session, limits=limits, keep=covered)
     ]
     stories = _repair_candidates(session=session, settings=settings, now=now)
     profiles = [StoryProfile.from_json(story.profile) for story in stories]
+    settled = {story.cluster_key or "" for story in stories if story.id in covered}
     merged = [
         _merge_stories(loser, survivor, state, session=session, limits=limits)
-        for loser, survivor in repair.merge_pairs(profiles, limits=limits)
+        for loser, survivor in repair.merge_pairs(profiles, limits=limits, settled=settled)
     ]
     rejoined = _rejoin_lone_articles(
         _repair_candidates(session=session, settings=settings, now=now),
         state,
-        model or load_default_model(),
+        model,
         session=session,
         settings=settings,
         limits=limits,
     )
     renamed = [
-        s.id or 0 for s in candidates if s.merged_into_id is None and s.headline != headlines[s.id]
+        s.id or 0
+        for s in candidates
+        if s.merged_into_id is None and s.headline != headlines.get(s.id, s.headline)
     ]
-    if merged or split or rejoined or renamed:
+    merged, split = regrouped.merged + merged, regrouped.split + split
+    if merged or split or rejoined or renamed or regrouped.moved:
         log.info(
-            "story repair: merged %s, split %s, lone articles moved %s, new headlines %s",
+            "story repair: articles regrouped %s, merged %s, split %s, lone articles moved %s,"
+            " new headlines %s",
+            regrouped.moved,
             merged,
             split,
             rejoined,
             renamed,
         )
-    return RepairReport(merged, split, renamed, rejoined)
+    return RepairReport(merged, split, renamed, rejoined, regrouped.moved)
+
+
+def _regroup_recent(
+    stories: Sequence[Story],
+    state: SqlClusterState,
+    model: ClusterModel,
+    *,
+    session: Session,
+    settings: Settings,
+    since: datetime,
+    limits: ClusterLimits,
+) -> RegroupReport:
+    """Cluster the articles of those of ``stories`` that began since ``since`` (at most
+    ``cluster_regroup_max_articles``, see _recent_originals) again, all at once (see
+    regroup.py), and make the groups the stories: each group keeps the story that holds most of
+    it, a group that none holds most of gets a new story, and a story left with no article
+    redirects to the story that took most of them. Copies follow their originals."""
+    members = _recent_originals(stories, since, settings.cluster_regroup_max_articles, session)
+    if len(members) < 2:
+        return RegroupReport()
+    clusterer = StoryClusterer(state, model, limits=limits)
+    vectors = {a.id or 0: clusterer.weigh(_cluster_doc(a)) for a, _ in members}
+    wide = replace(limits, shortlist=limits.candidates)  # every candidate is a pair to score
+    affinities = regroup.pair_affinities(vectors, model, clusterer.background(), wide)
+    groups = regroup.average_linkage(list(vectors), affinities, model.linkage_threshold)
+    current = {a.id or 0: story.cluster_key or "" for a, story in members}
+    plan = regroup.matched_groups(groups, current)
+    report = _apply_regrouping(plan, members, state, session=session, limits=limits)
+    report.stories |= {story.id or 0 for _, story in members}
+    report.stories |= {story for _, story in report.split}
+    return report
+
+
+def _recent_originals(
+    stories: Sequence[Story], since: datetime, limit: int, session: Session
+) -> list[tuple[Article, Story]]:
+    """The articles (no copies) of the stories whose every article was published since
+    ``since``, oldest first, each with its story; of more than ``limit`` articles, the latest
+    stories' that fit in it. A story with older articles stays as it is: streaming joined
+    them with the evidence of those articles, which regrouping would not see."""
+    young = []
+    for story in stories:
+        articles = store.articles_in_story(session=session, story_id=story.id or 0)
+        originals = [a for a in articles if a.duplicate_of_id is None]
+        if articles and all(_article_time(a) >= since for a in articles):
+            young.append((min(_article_time(a) for a in articles), story.id or 0, originals))
+    young.sort(key=lambda item: item[:2], reverse=True)  # the latest stories first
+    found: list[tuple[Article, Story]] = []
+    by_id = {story.id or 0: story for story in stories}
+    for _, story_id, originals in young:
+        if len(found) + len(originals) > limit:
+            break
+        found += [(article, by_id[story_id]) for article in originals]
+    found.sort(key=lambda pair: (_article_time(pair[0]), pair[0].id or 0))
+    return found
+
+
+def _article_time(article: Article) -> datetime:
+    return article.published_at or article.discovered_at
+
+
+def _apply_regrouping(
+    plan: Sequence[tuple[str | None, list[int]]],
+    members: Sequence[tuple[Article, Story]],
+    state: SqlClusterState,
+    *,
+    session: Session,
+    limits: ClusterLimits,
+) -> RegroupReport:
+    """Move each group's articles (with their copies) to the group's story, then rebuild
+    every story that changed, or retire it if it was left empty."""
+    articles = {a.id or 0: a for a, _ in members}
+    story_of = {a.id or 0: story for a, story in members}
+    report = RegroupReport()
+    taken: dict[int, dict[int, int]] = {}  # story id -> {story that took its articles: count}
+    changed: dict[int, Story] = {}
+    for key, group in plan:
+        target = state.story_row(key) if key else None
+        movers = [i for i in group if target is None or story_of[i].id != target.id]
+        if not movers:
+            continue
+        if target is None:
+            target = _new_story_for(articles[movers[0]], story_of[movers[0]], state)
+            report.split.append((story_of[movers[0]].id or 0, target.id or 0))
+        changed[target.id or 0] = target
+        for article_id in movers:
+            origin = story_of[article_id]
+            changed[origin.id or 0] = origin
+            counts = taken.setdefault(origin.id or 0, {})
+            counts[target.id or 0] = counts.get(target.id or 0, 0) + 1
+            _move_with_copies(articles[article_id], target, session=session)
+            report.moved.append((article_id, target.id or 0))
+    session.flush()
+    for story_id, story in changed.items():
+        remaining = store.articles_in_story(session=session, story_id=story_id)
+        core = _original_members(remaining, state)
+        if core:
+            assert story.cluster_key is not None
+            _rebuild_story(story, story.cluster_key, core, state, session=session, limits=limits)
+            continue
+        survivor = changed[max(taken[story_id].items(), key=lambda item: item[1])[0]]
+        for article in remaining:  # copies whose original was elsewhere
+            article.story_id = survivor.id
+        report.merged.append(_retire_empty_story(story, survivor, session=session))
+    return report
+
+
+def _new_story_for(article: Article, origin: Story, state: SqlClusterState) -> Story:
+    key = _free_cluster_key(state, f"regroup-{article.id}")
+    state.save_story(StoryProfile(key=key, language=origin.language))
+    story = state.story_row(key)
+    assert story is not None and story.id is not None
+    return story
+
+
+def _move_with_copies(article: Article, target: Story, *, session: Session) -> None:
+    article.story_id = target.id
+    for copy in store.copies_of(session=session, original_id=article.id or 0):
+        if copy.story_id is not None:  # a copy waiting for its original's story stays waiting
+            copy.story_id = target.id
+
+
+def _retire_empty_story(story: Story, survivor: Story, *, session: Session) -> tuple[int, int]:
+    """An emptied story redirects to ``survivor`` and leaves the index."""
+    assert story.id is not None and survivor.id is not None
+    story.merged_into_id, story.profile = survivor.id, {}
+    story.article_count = story.source_count = 0
+    session.flush()
+    store.retire_story(session=session, story_id=story.id, survivor_id=survivor.id)
+    return story.id, survivor.id
 
 
 def _rejoin_lone_articles(
@@ -964,15 +1121,22 @@ def _repair_candidates(*, session: Session, settings: Settings, now: datetime) -
 
 
 def _split_story(
-    story: Story, state: SqlClusterState, *, session: Session, limits: ClusterLimits
+    story: Story,
+    state: SqlClusterState,
+    *,
+    session: Session,
+    limits: ClusterLimits,
+    keep: Collection[int] = (),
 ) -> list[tuple[int, int]]:
     """Move the groups of articles that left the story into stories of their own; the core
-    keeps the story, with a profile rebuilt from its articles. Returns (story, new story)."""
+    keeps the story, with a profile rebuilt from its articles. Returns (story, new story). A
+    story in ``keep`` is not split, only gets its headline elected again."""
     assert story.id is not None and story.cluster_key is not None
     articles = store.articles_in_story(session=session, story_id=story.id)
     originals = _original_members(articles, state)
     vectors = {a.id or 0: v for a, v in originals}
-    leaving = repair.split_members(vectors) or _twin_events(vectors, state)
+    kept = story.id in keep
+    leaving = [] if kept else repair.split_members(vectors) or _twin_events(vectors, state)
     if not leaving:
         _elect_headline(story, originals, limits)
         return []

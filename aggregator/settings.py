@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     cluster_repair_max_stories: int = Field(
         500, gt=0, description="Story repair looks at most at this many (latest) stories."
     )
+    cluster_regroup_max_articles: int = Field(
+        2000,
+        ge=0,
+        description="Story repair clusters again at most this many of the latest articles of"
+        " the repair window, all at once (0: it does not regroup).",
+    )
 
     log_format: Literal["json", "text"] = Field(
         "json", description="Worker and beat logs: one JSON object per line, or plain text."

@@ -226,6 +226,11 @@ def unclustered_duplicates(*, session: Session, original_id: int) -> Sequence[Ar
     return session.exec(query).all()
 
 
+def copies_of(*, session: Session, original_id: int) -> Sequence[Article]:
+    """The articles marked as copies of ``original_id``."""
+    return session.exec(select(Article).where(Article.duplicate_of_id == original_id)).all()
+
+
 def lock_clustering(*, session: Session) -> None:
     """Serialise clustering transactions on both backends: rewriting the one counter row takes
     SQLite's write lock and a PostgreSQL row lock, held until the caller's commit."""

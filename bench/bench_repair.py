@@ -6,12 +6,15 @@ A labelled dev file is streamed through the production clustering stage into a t
 store (no repair while it streams). Then repair passes run at 30 minutes after its last article,
 over the latest `cluster_repair_max_stories` (500) stories, as beat's would after a quiet
 spell. Each pass runs on a fresh copy of that store and is timed twice:
-- the first pass, which finds the splits, merges and lone-article moves and makes them;
+- the first pass, which finds the regrouping, splits, merges and lone-article moves and makes
+  them;
 - a second pass right after it, which finds nothing: what beat pays every 30 minutes while
   nothing changes.
-The baseline, in the same process and on the same copies, is the pass without its lone-article
-step (the step asks the clusterer's model about every one-article story). Not a test: it prints
-figures. Quote them with the machine (2 cores here).
+The baseline, in the same process and on the same copies, is the pass without its two model
+steps: regrouping (which scores every recent article against its candidates, see
+clustering/regroup.py) and the lone-article step (which asks the model about every one-article
+story). The pass is also timed with the lone-article step alone. Not a test: it prints figures.
+Quote them with the machine (2 cores here).
 """
 
 from __future__ import annotations
@@ -94,8 +97,11 @@ def timed_passes(settings: Settings, now: datetime) -> tuple[float, float, pipel
 
 def measure(
     pristine: Path, folder: Path, settings: Settings, now: datetime, rounds: int, name: str
-) -> tuple[list[float], list[float], pipeline.RepairReport]:
-    firsts, seconds = [], []
+) -> tuple[tuple[list[float], list[float]], pipeline.RepairReport]:
+    """Seconds of the first and of the second passes of ``rounds`` rounds, and the last
+    round's first report."""
+    firsts: list[float] = []
+    seconds: list[float] = []
     report = pipeline.RepairReport()
     for round_number in range(rounds):
         copy = folder / f"{name}-{round_number}.db"
@@ -104,7 +110,7 @@ def measure(
         first, second, report = timed_passes(local, now)
         firsts.append(first)
         seconds.append(second)
-    return firsts, seconds, report
+    return (firsts, seconds), report
 
 
 def main() -> None:
@@ -123,22 +129,23 @@ def main() -> None:
         started = time.perf_counter()
         now = fill_store(rows, settings) + pipeline.REPAIR_EVERY
         print(f"{args.file}: {len(rows)} articles stored in {time.perf_counter() - started:.0f} s")
+        no_regroup = settings.model_copy(update={"cluster_regroup_max_articles": 0})
         with without_lone_article_step():
-            base = measure(pristine, folder, settings, now, args.rounds, "base")
-        full = measure(pristine, folder, settings, now, args.rounds, "full")
+            base, _ = measure(pristine, folder, no_regroup, now, args.rounds, "base")
+        lone, _ = measure(pristine, folder, no_regroup, now, args.rounds, "lone")
+        full, report = measure(pristine, folder, settings, now, args.rounds, "full")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; median of {args.rounds} rounds")
     print(f"stories per pass: the latest {settings.cluster_repair_max_stories}")
-    _print("first pass", statistics.median(base[0]), statistics.median(full[0]), full[2])
-    _print("second pass (nothing to do)", statistics.median(base[1]), statistics.median(full[1]))
-
-
-def _print(
-    label: str, base: float, full: float, report: pipeline.RepairReport | None = None
-) -> None:
-    changes = "" if report is None else f"  (moved {len(report.rejoined)} lone articles)"
+    for label, index in (("first pass", 0), ("second pass (nothing to do)", 1)):
+        baseline = statistics.median(base[index])
+        print(f"{label}: without the model steps {baseline:6.2f} s")
+        for name, runs in (("lone-article step", lone), ("lone-article step and regrouping", full)):
+            seconds = statistics.median(runs[index])
+            print(f"  with the {name:32} {seconds:6.2f} s, ratio {seconds / baseline:.2f}")
     print(
-        f"{label:30} without the lone-article step {base:6.2f} s, with it {full:6.2f} s, "
-        f"ratio {full / base:.2f}{changes}"
+        f"first pass changes: {len(report.regrouped)} articles regrouped, "
+        f"{len(report.rejoined)} lone articles moved, {len(report.merged)} merged, "
+        f"{len(report.split)} split"
     )
 
 

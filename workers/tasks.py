@@ -156,7 +156,7 @@ def repair_stories() -> int:
     rt = runtime()
     with session_scope(rt.engine) as session:
         report = pipeline.repair_stories(session=session, settings=rt.settings, now=_now())
-    return len(report.merged) + len(report.split) + len(report.rejoined)
+    return len(report.merged) + len(report.split) + len(report.rejoined) + len(report.regrouped)
 
 
 @app.task(name="workers.tasks.purge_expired", soft_time_limit=600, time_limit=660)

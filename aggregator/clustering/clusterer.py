@@ -121,7 +121,7 @@ class StoryClusterer:
         article was counted in it when it arrived."""
         others = [story for story in self.candidates(vectors) if story.key != current]
         stories = shortlist(vectors, others, self.limits.shortlist)
-        rows = candidate_features(vectors, stories, self._background())
+        rows = candidate_features(vectors, stories, self.background())
         best = max(self._scored(stories, rows), key=lambda c: c.score, default=None)
         return best if best is not None and best.score >= self.model.threshold else None
 
@@ -133,14 +133,15 @@ class StoryClusterer:
             for story, features in zip(stories, rows, strict=True)
         ]
 
-    def _background(self) -> Background:
+    def background(self) -> Background:
+        """The stream's background statistics (the model's prior until the stream has some)."""
         return self.state.background() or self.model.background
 
     def candidate_rows(self, vectors: DocVectors) -> tuple[list[StoryProfile], list[Features]]:
         """The shortlisted candidates and their features; the shortlist's tail (all but the
         top-ranked candidate) updates the stream's background statistics."""
         stories = shortlist(vectors, self.candidates(vectors), self.limits.shortlist)
-        background = self._background()
+        background = self.background()
         rows = candidate_features(vectors, stories, background)
         if len(rows) > 1:
             self.state.save_background(background.updated(rows[1:]))

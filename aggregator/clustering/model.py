@@ -20,7 +20,9 @@ class ClusterModel:
     """P(article belongs to story) = sigmoid(bias + sum of weight * feature).
 
     An article joins its best-scoring candidate story if that score reaches ``threshold``;
-    otherwise it starts a new story.
+    otherwise it starts a new story. The story repair regroups recent articles by average
+    linkage on the same scores (see regroup.py), joining groups while their mean affinity
+    reaches ``regroup_threshold`` (None: ``threshold``).
     """
 
     weights: Mapping[str, float]
@@ -28,6 +30,7 @@ class ClusterModel:
     threshold: float
     info: Mapping[str, Any] = field(default_factory=dict)
     background: Background = field(default_factory=Background.default)
+    regroup_threshold: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(FEATURE_NAMES)
@@ -42,6 +45,7 @@ class ClusterModel:
         return {
             "bias": self.bias,
             "threshold": self.threshold,
+            "regroup_threshold": self.regroup_threshold,
             "weights": dict(self.weights),
             "background": self.background.to_json(),
             "info": dict(self.info),
@@ -59,7 +63,15 @@ class ClusterModel:
                 if "background" in data
                 else Background.default()
             ),
+            regroup_threshold=(
+                None if data.get("regroup_threshold") is None else float(data["regroup_threshold"])
+            ),
         )
+
+    @property
+    def linkage_threshold(self) -> float:
+        """The mean affinity at which regrouping joins two groups."""
+        return self.threshold if self.regroup_threshold is None else self.regroup_threshold
 
 
 def _sigmoid(value: float) -> float:

@@ -20,7 +20,7 @@ coherent core and members far from it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -68,19 +68,22 @@ def merge_pairs(
     *,
     rules: MergeRules = MergeRules(),
     limits: ClusterLimits = ClusterLimits(),  # noqa: B008 - frozen
+    settled: Collection[str] = (),
 ) -> list[tuple[str, str]]:
     """The merges to apply, in order, as (loser key, survivor key).
 
     Stories are merged best pair first; a merged story is compared again as the union, so one
     pass reaches a state with no pair left to merge. ``stories`` are given oldest first: of two
-    stories of one size the earlier-published one survives, then the one given first.
+    stories of one size the earlier-published one survives, then the one given first. Two
+    ``settled`` stories are never merged (the pair model has kept them apart: see regroup.py).
     """
     live = {story.key: story for story in stories}
     rank = {story.key: position for position, story in enumerate(stories)}
     scores = {
         pair: score
         for pair in _candidate_pairs(list(live.values()))
-        if (score := event_score(live[pair[0]], live[pair[1]], rules)) is not None
+        if not (pair[0] in settled and pair[1] in settled)
+        and (score := event_score(live[pair[0]], live[pair[1]], rules)) is not None
     }
     merges: list[tuple[str, str]] = []
     while scores:
@@ -91,6 +94,8 @@ def merge_pairs(
         merged = live[survivor.key] = merged_profile(survivor, loser, limits)
         scores = {pair: s for pair, s in scores.items() if not set(pair) & set(best)}
         for other in _sharing_keys(merged, live.values()):
+            if merged.key in settled and other.key in settled:
+                continue
             score = event_score(merged, other, rules)
             if score is not None:
                 scores[_pair(merged.key, other.key)] = score

@@ -342,7 +342,7 @@ def test_eval_rows_can_score_another_model_than_the_shipped_one() -> None:
     settings = Settings(_env_file=None)
     shipped, _ = evaluate_rows(rows, settings)
     assert shipped["stories"] == 1
-    never = replace(load_default_model(), threshold=1.01)
+    never = replace(load_default_model(), threshold=1.01, regroup_threshold=1.01)
     report, predicted = evaluate_rows(rows, settings, never)
     assert report["stories"] == 2 and predicted["a"] != predicted["b"]
 

@@ -102,6 +102,19 @@ def _repair(engine: Engine, settings: Settings) -> pipeline.RepairReport:
         return pipeline.repair_stories(session=session, settings=settings, now=NOW + 6 * HOUR)
 
 
+def _steps_only(settings: Settings) -> Settings:
+    """Settings under which the repair does not regroup, so that its other steps (merge, split,
+    lone articles) are seen on their own: regrouping covers the stories that began in the
+    window, the other steps also the stories that began before it."""
+    return settings.model_copy(update={"cluster_regroup_max_articles": 0})
+
+
+def _assert_a_second_pass_changes_nothing(engine: Engine, settings: Settings) -> None:
+    before = _snapshot(engine)
+    assert _repair(engine, settings) == pipeline.RepairReport()
+    assert _snapshot(engine) == before
+
+
 def _snapshot(engine: Engine) -> dict[str, Any]:
     with session_scope(engine) as session:
         stories = session.exec(select(Story).order_by(Story.id)).all()  # type: ignore[arg-type]
@@ -130,6 +143,7 @@ def _row(engine: Engine, story_id: int) -> Story:
 def test_stories_of_one_event_merge_and_the_loser_redirects(
     engine: Engine, settings: Settings
 ) -> None:
+    settings = _steps_only(settings)
     larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
     smaller = _story(engine, ("gazette", STRIKE_THIRD, 2))
     comet = _story(engine, ("science", COMET, 1))
@@ -154,12 +168,11 @@ def test_stories_of_one_event_merge_and_the_loser_redirects(
         assert [s.id for s in store.latest_stories(session=session, limit=10)].count(smaller) == 0
     assert {i: _row(engine, i).model_dump() for i in (comet, budget)} == untouched
 
-    before = _snapshot(engine)
-    assert _repair(engine, settings) == pipeline.RepairReport()
-    assert _snapshot(engine) == before
+    _assert_a_second_pass_changes_nothing(engine, settings)
 
 
 def test_a_drifted_story_is_split(engine: Engine, settings: Settings) -> None:
+    settings = _steps_only(settings)
     drifted = _story(
         engine,
         ("wire", STRIKE, 0),
@@ -186,9 +199,7 @@ def test_a_drifted_story_is_split(engine: Engine, settings: Settings) -> None:
         ).all()
         assert "en|e:kestrel" in keys
 
-    before = _snapshot(engine)
-    assert _repair(engine, settings) == pipeline.RepairReport()
-    assert _snapshot(engine) == before
+    _assert_a_second_pass_changes_nothing(engine, settings)
 
 
 def test_a_story_of_two_fires_of_one_kind_is_divided_by_town(
@@ -196,6 +207,7 @@ def test_a_story_of_two_fires_of_one_kind_is_divided_by_town(
 ) -> None:
     """Agglomerative splitting keeps the two fires together (their reports share everything but
     the town); the twin rule divides them, and the later fire's reports leave."""
+    settings = _steps_only(settings)
     reports = [*BANFIELD_FIRE, *WELBY_FIRE]
     both = _story(engine, *((f"outlet {n}", report, n) for n, report in enumerate(reports)))
 
@@ -207,9 +219,7 @@ def test_a_story_of_two_fires_of_one_kind_is_divided_by_town(
     assert _members(engine, both) == [title for title, _ in BANFIELD_FIRE]
     assert _members(engine, new) == [title for title, _ in WELBY_FIRE]
     assert "welby" in _row(engine, new).keywords and "welby" not in _row(engine, both).keywords
-    before = _snapshot(engine)
-    assert _repair(engine, settings) == pipeline.RepairReport()
-    assert _snapshot(engine) == before
+    _assert_a_second_pass_changes_nothing(engine, settings)
 
 
 def test_stories_outside_the_window_are_left_alone(engine: Engine, settings: Settings) -> None:
@@ -269,7 +279,7 @@ def test_repair_task_runs_on_the_clustering_queue_every_half_hour(
     wide = settings.model_copy(update={"cluster_repair_window_hours": 10 * 365 * 24.0})
     use_runtime(build_runtime(wide))  # the task's clock is today's: NOW must be in its window
     try:
-        assert tasks.repair_stories() == 1  # one merge
+        assert tasks.repair_stories() == 2  # one article regrouped, its story emptied
         assert tasks.repair_stories() == 0
     finally:
         use_runtime(None)
@@ -290,10 +300,10 @@ def test_repair_command_repairs_now_and_says_what_it_changed(
     assert first.output.splitlines() == [
         f"story #{smaller} merged into #{larger}",
         f"story #{larger}: new headline {_row(engine, larger).headline!r}",
-        "merged 1, split 0, lone articles moved 0, new headlines 1",
+        "articles regrouped 1, merged 1, split 0, lone articles moved 0, new headlines 1",
     ]
     assert again.output.splitlines() == [
-        "merged 0, split 0, lone articles moved 0, new headlines 0"
+        "articles regrouped 0, merged 0, split 0, lone articles moved 0, new headlines 0"
     ]
     assert _row(engine, smaller).merged_into_id == larger
 
@@ -303,6 +313,7 @@ def test_a_lone_article_moves_to_the_story_it_would_join_now(
 ) -> None:
     """The first report came two days before the others, which started a story of their own;
     the merge rules leave stories that far apart alone, the model moves the lone report."""
+    settings = _steps_only(settings)
     lone = _story(engine, ("gazette", STRIKE_THIRD, -47))
     larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
     comet = _story(engine, ("science", COMET, 1))
@@ -319,14 +330,13 @@ def test_a_lone_article_moves_to_the_story_it_would_join_now(
     with session_scope(engine) as session:
         survivor = store.story_survivor(session=session, story_id=lone)
         assert survivor is not None and survivor.id == larger
-    before = _snapshot(engine)
-    assert _repair(engine, settings) == pipeline.RepairReport()
-    assert _snapshot(engine) == before
+    _assert_a_second_pass_changes_nothing(engine, settings)
 
 
 def test_a_lone_article_stays_if_another_model_would_not_move_it(
     engine: Engine, settings: Settings
 ) -> None:
+    settings = _steps_only(settings)
     lone = _story(engine, ("gazette", STRIKE_THIRD, -47))
     _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
     strict = replace(load_default_model(), threshold=0.999)
@@ -355,3 +365,125 @@ def test_repair_elects_the_most_central_title_whatever_came_first(
     before = _snapshot(engine)
     _repair(engine, settings)
     assert _snapshot(engine) == before
+
+
+def test_regrouping_undoes_a_wrong_join_and_a_split_event(
+    engine: Engine, settings: Settings
+) -> None:
+    """Streaming put the first comet report into the strike story and started stories for the
+    second strike and the second comet report; regrouping all four makes the two events the
+    stories. The story holding most of each group keeps it; the emptied one redirects."""
+    mixed = _story(engine, ("wire", STRIKE, 0), ("science", COMET, 1))
+    strike = _story(engine, ("ledger", STRIKE_OTHER, 1))
+    comet = _story(engine, ("observer", COMET_OTHER, 2))
+
+    report = _repair(engine, settings)
+
+    groups = sorted(
+        sorted(_members(engine, i)) for i in (mixed, strike, comet) if _members(engine, i)
+    )
+    assert groups == sorted(
+        [sorted([STRIKE[0], STRIKE_OTHER[0]]), sorted([COMET[0], COMET_OTHER[0]])]
+    )
+    assert _members(engine, mixed) == [STRIKE[0], STRIKE_OTHER[0]]  # the first group keeps it
+    assert _members(engine, comet) == [COMET[0], COMET_OTHER[0]]
+    assert report.merged == [(strike, mixed)] and report.split == []
+    assert sorted(story for _, story in report.regrouped) == [mixed, comet]
+    assert _row(engine, strike).merged_into_id == mixed
+    assert (_row(engine, comet).article_count, _row(engine, comet).first_seen) == (2, NOW + HOUR)
+    assert (
+        "kestrel" in _row(engine, comet).keywords and "kestrel" not in _row(engine, mixed).keywords
+    )
+    _assert_a_second_pass_changes_nothing(engine, settings)
+
+
+def test_regrouping_leaves_stories_that_began_before_the_window(
+    engine: Engine, settings: Settings
+) -> None:
+    """A story with reports from before the window keeps them and the later ones streaming
+    joined to it; a new report of its event reaches it through the repair's other steps."""
+    old = _story(engine, ("wire", STRIKE, -100), ("ledger", STRIKE_OTHER, 1))
+    follow_up = _story(engine, ("gazette", STRIKE_THIRD, 2))
+    comet = _story(engine, ("science", COMET, 2))
+
+    report = _repair(engine, settings)
+
+    assert report.regrouped == [] and report.merged + report.rejoined == [(follow_up, old)]
+    assert _members(engine, old) == [STRIKE[0], STRIKE_OTHER[0], STRIKE_THIRD[0]]
+    assert _members(engine, comet) == [COMET[0]]
+
+
+def test_copies_move_with_their_original_when_regrouped(engine: Engine, settings: Settings) -> None:
+    strike = _story(engine, ("wire", STRIKE, 0))
+    other = _story(engine, ("ledger", STRIKE_OTHER, 1))
+    with session_scope(engine) as session:
+        original = store.articles_in_story(session=session, story_id=other)[0]
+        copy = _add(session, "reprint", (STRIKE_OTHER[0], STRIKE_OTHER[1] + " (AP)"), 2)
+        copy.duplicate_of_id, copy.story_id = original.id, other
+        copy_id = copy.id
+
+    report = _repair(engine, settings)
+
+    assert report.merged == [(other, strike)] and len(report.regrouped) == 1
+    with session_scope(engine) as session:
+        moved = session.get(Article, copy_id)
+        assert moved is not None and moved.story_id == strike
+    # three articles; the copy is no independent report, so two outlets count
+    assert (_row(engine, strike).article_count, _row(engine, strike).source_count) == (3, 2)
+
+
+@pytest.mark.parametrize("cap", [2, 3])
+def test_regrouping_takes_the_latest_stories_that_fit_its_cap(
+    engine: Engine, settings: Settings, cap: int
+) -> None:
+    """Three one-article stories, two of them one event: with a cap of three articles the
+    regrouping joins them; with a cap of two it sees only the latest two stories (the later
+    strike report and the comet), and the lone-article step joins the strike reports instead."""
+    early = _story(engine, ("wire", STRIKE_OTHER, 0))
+    late = _story(engine, ("ledger", STRIKE, 3))
+    _story(engine, ("science", COMET, 4))
+    capped = settings.model_copy(update={"cluster_regroup_max_articles": cap})
+
+    report = _repair(engine, capped)
+
+    assert len(report.regrouped) == (1 if cap == 3 else 0)
+    assert len(report.rejoined) == (0 if cap == 3 else 1)
+    survivor = early if _members(engine, early) else late
+    assert sorted(_members(engine, survivor)) == sorted([STRIKE[0], STRIKE_OTHER[0]])
+
+
+def test_regrouping_divides_a_story_of_two_fires_of_one_kind(
+    engine: Engine, settings: Settings
+) -> None:
+    """The model, asked about every pair at once, keeps each town's reports together."""
+    both = _story(
+        engine, *((f"outlet {n}", r, n) for n, r in enumerate([*BANFIELD_FIRE, *WELBY_FIRE]))
+    )
+
+    report = _repair(engine, settings)
+
+    assert report.merged == [] and len(report.split) == 1 and len(report.regrouped) == 3
+    ((story, new),) = report.split
+    assert story == both
+    assert _members(engine, both) == [title for title, _ in BANFIELD_FIRE]
+    assert _members(engine, new) == [title for title, _ in WELBY_FIRE]
+    _assert_a_second_pass_changes_nothing(engine, settings)
+
+
+def test_regrouping_joins_nothing_for_a_model_that_would_not(
+    engine: Engine, settings: Settings
+) -> None:
+    larger = _story(engine, ("wire", STRIKE, 0), ("ledger", STRIKE_OTHER, 1))
+    smaller = _story(engine, ("gazette", STRIKE_THIRD, 2))
+    strict = replace(load_default_model(), threshold=0.999, regroup_threshold=0.999)
+    with session_scope(engine) as session:
+        report = pipeline.repair_stories(
+            session=session, settings=settings, now=NOW + 6 * HOUR, model=strict
+        )
+    assert report.regrouped == [] and report.rejoined == []
+    # the merge rules, which need no model, leave the regrouped stories as regrouping left them
+    assert report.merged == []
+    assert (_members(engine, larger), _members(engine, smaller)) == (
+        [STRIKE[0], STRIKE_OTHER[0]],
+        [STRIKE_THIRD[0]],
+    )

@@ -103,6 +103,15 @@ def test_default_model_loads() -> None:
     assert 0.0 < model.threshold < 1.0
     assert model.weights
     assert ClusterModel.from_json(json.loads(json.dumps(model.to_json()))) == model
+    assert model.regroup_threshold is not None and 0.0 < model.linkage_threshold < 1.0
+
+
+def test_a_model_without_a_regroup_threshold_regroups_at_its_threshold() -> None:
+    data = {**load_default_model().to_json(), "threshold": 0.55}
+    del data["regroup_threshold"]
+    assert ClusterModel.from_json(data).linkage_threshold == 0.55
+    data["regroup_threshold"] = 0.3
+    assert ClusterModel.from_json(data).linkage_threshold == 0.3
 
 
 def test_state_round_trips_through_json() -> None:

@@ -113,6 +113,15 @@ def test_merge_pairs(stories: list[StoryProfile], expected: list[tuple[str, str]
     assert merge_pairs(stories) == expected
 
 
+def test_merge_pairs_leave_two_settled_stories_apart() -> None:
+    """Stories the regrouping judged with the pair model stay as it left them; one of them
+    still merges with a story it did not see."""
+    stories = [story("a"), story("b"), story("c")]
+    assert merge_pairs(stories) == [("c", "b"), ("a", "b")]
+    assert merge_pairs(stories, settled={"a", "b"}) == [("c", "b")]  # b, with c, stays apart
+    assert merge_pairs(stories, settled={"a", "b", "c"}) == []
+
+
 def test_merge_pairs_are_conservative_about_similar_topics() -> None:
     """Two strikes in one city a day apart share the place but not what happened."""
     other_strike = story(
