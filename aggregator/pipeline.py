@@ -1020,7 +1020,8 @@ def _apply_regrouping(
         if not movers:
             continue
         if target is None:
-            target = _new_story_for(articles[movers[0]], story_of[movers[0]], state)
+            language = story_of[movers[0]].language
+            target = _new_story(state, f"regroup-{movers[0]}", language)
             report.split.append((story_of[movers[0]].id or 0, target.id or 0))
         changed[target.id or 0] = target
         for article_id in movers:
@@ -1045,9 +1046,10 @@ def _apply_regrouping(
     return report
 
 
-def _new_story_for(article: Article, origin: Story, state: SqlClusterState) -> Story:
-    key = _free_cluster_key(state, f"regroup-{article.id}")
-    state.save_story(StoryProfile(key=key, language=origin.language))
+def _new_story(state: SqlClusterState, base: str, language: str | None) -> Story:
+    """A new, empty story whose cluster key is ``base`` (or ``base-2``, ... if taken)."""
+    key = _free_cluster_key(state, base)
+    state.save_story(StoryProfile(key=key, language=language))
     story = state.story_row(key)
     assert story is not None and story.id is not None
     return story
@@ -1135,8 +1137,9 @@ def _split_story(
     articles = store.articles_in_story(session=session, story_id=story.id)
     originals = _original_members(articles, state)
     vectors = {a.id or 0: v for a, v in originals}
-    kept = story.id in keep
-    leaving = [] if kept else repair.split_members(vectors) or _twin_events(vectors, state)
+    leaving = (
+        [] if story.id in keep else repair.split_members(vectors) or _twin_events(vectors, state)
+    )
     if not leaving:
         _elect_headline(story, originals, limits)
         return []
@@ -1196,15 +1199,13 @@ def _split_off(
     limits: ClusterLimits,
 ) -> int:
     """A new story for `members` (with their copies); returns its id."""
-    key = _free_cluster_key(state, f"split-{members[0][0].id}")
-    state.save_story(StoryProfile(key=key, language=story.language))
-    new = state.story_row(key)
-    assert new is not None and new.id is not None
+    new = _new_story(state, f"split-{members[0][0].id}", story.language)
+    assert new.id is not None and new.cluster_key is not None
     moving = {article.id for article, _ in members}
     for article in articles:
         if article.id in moving or article.duplicate_of_id in moving:
             article.story_id = new.id
-    _rebuild_story(new, key, members, state, session=session, limits=limits)
+    _rebuild_story(new, new.cluster_key, members, state, session=session, limits=limits)
     return new.id
 
 
@@ -1281,12 +1282,9 @@ def _merge_stories(
     session.flush()
     articles = store.articles_in_story(session=session, story_id=survivor.id)
     _elect_headline(survivor, _original_members(articles, state), limits)
-    loser.merged_into_id, loser.profile = survivor.id, {}
-    loser.article_count = loser.source_count = 0
-    session.flush()
-    store.retire_story(session=session, story_id=loser.id, survivor_id=survivor.id)
+    merge = _retire_empty_story(loser, survivor, session=session)
     _refresh_story(survivor, profile, session=session)
-    return loser.id, survivor.id
+    return merge
 
 
 def _refresh_story(story: Story, profile: StoryProfile, *, session: Session) -> None:

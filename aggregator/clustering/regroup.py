@@ -23,6 +23,7 @@ business.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
@@ -146,10 +147,7 @@ def matched_groups(
     story_order = {story: n for n, story in enumerate(dict.fromkeys(stories.values()))}
     overlaps = []
     for number, group in enumerate(groups):
-        counts: dict[str, int] = {}
-        for key in group:
-            counts[stories[key]] = counts.get(stories[key], 0) + 1
-        for story, count in counts.items():
+        for story, count in Counter(stories[key] for key in group).items():
             overlaps.append((-count, number, story_order[story], story))
     matched: dict[int, str] = {}
     taken: set[str] = set()
