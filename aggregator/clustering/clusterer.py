@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from aggregator.clustering.background import Background
+from aggregator.clustering.dates import resolved_dates
 from aggregator.clustering.features import (
     DocVectors,
     Features,
@@ -180,6 +181,7 @@ class StoryClusterer:
             entity_idf={term: idf(frequencies.get(term, 0), documents) for term in bags.entities},
             idf_ceiling=idf(0, documents),
             years=mentioned_years(bags.entities),
+            dates=_named_dates(bags, doc.published),
         )
 
     def candidates(self, vectors: DocVectors) -> list[StoryProfile]:
@@ -233,6 +235,11 @@ def fold_article(story: StoryProfile, vectors: DocVectors, limits: ClusterLimits
         sources=sources,
         years=merged_years(story.years, vectors.years, limits.years),
     )
+
+
+def _named_dates(bags: TermBags, published: datetime | None) -> frozenset[date]:
+    """The dates the text names; placed in a year only if the article has a date itself."""
+    return frozenset() if published is None else resolved_dates(bags.dates, published.date())
 
 
 def merged_years(years: Iterable[int], more: Iterable[int], limit: int) -> list[int]:

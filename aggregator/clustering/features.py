@@ -17,7 +17,12 @@ counts on a log scale, or flags:
   dates: a year apart or more counts as the cap, a shared year as 0, and a text that names no
   year gives 0, no time evidence either way. (Production articles always have a date, their
   discovery time if nothing else, so only undated labelled files meet this: in ECB+, twin
-  events of one kind are reported in different years.)
+  events of one kind are reported in different years.) A report that names a day of the
+  story ("the shooting on June 5") is that close to it, however much later it was published:
+  the gap is the shorter of the article's publication's and its nearest named date's.
+  (Only the article's named dates count: taking the story's too, reports naming the same
+  famous day, "Jan. 6", joined across months: neus_raw fell from 0.82 to 0.59 pairwise F1
+  with the shipped model.)
 * ``same_source``: the story already has an article from this outlet;
 * ``log_size``: the story's size;
 * margins: how far a candidate's body/entity cosine is above the best *other* candidate's;
@@ -35,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from aggregator.clustering.background import NORMALISED, Background
 from aggregator.clustering.state import StoryProfile
@@ -78,6 +83,7 @@ class DocVectors:
     entity_idf: Mapping[str, float] = field(default_factory=dict)
     idf_ceiling: float = 1.0  # the IDF of a term no article had before
     years: frozenset[int] = frozenset()  # the years the text mentions
+    dates: frozenset[date] = frozenset()  # the calendar dates the text names (dates.py)
 
 
 def days_apart(doc: DocVectors, story: StoryProfile) -> float | None:
@@ -88,10 +94,23 @@ def days_apart(doc: DocVectors, story: StoryProfile) -> float | None:
     if published is None or first is None or last is None:
         return years_apart(doc.years, story.years) * 365.0 if doc.years and story.years else None
     if published < first:
-        return (first - published).total_seconds() / 86400
-    if published > last:
-        return (published - last).total_seconds() / 86400
-    return 0.0
+        gap = (first - published).total_seconds() / 86400
+    elif published > last:
+        gap = (published - last).total_seconds() / 86400
+    else:
+        return 0.0
+    return min(gap, named_days_apart(doc.dates, first, last)) if doc.dates else gap
+
+
+def named_days_apart(dates: Iterable[date], first: datetime, last: datetime) -> float:
+    """Whole days between the nearest of the dates an article names and the story's date
+    range ``first`` to ``last``."""
+    first_day, last_day = first.date(), last.date()
+    return float(min(_days_outside(day, first_day, last_day) for day in dates))
+
+
+def _days_outside(day: date, first: date, last: date) -> int:
+    return (first - day).days if day < first else (day - last).days if day > last else 0
 
 
 def years_apart(years: Iterable[int], others: Iterable[int]) -> int:

@@ -8,7 +8,8 @@ Three bags per article:
   article) and numbers of two or more digits.
 
 Every term carries a one-letter prefix (``w:`` for words, ``e:`` for entities) so the three
-bags can share one document-frequency table.
+bags can share one document-frequency table. The calendar dates the text names come along
+(dates.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from aggregator.clustering.dates import DateMention, date_mentions
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W\d_]+)?")
 _SITE_SUFFIX = re.compile(r"\s+(?:[-|–—]|::)\s+[^-|–—:]{1,60}$")
@@ -236,6 +239,7 @@ class TermBags:
     title: Counter[str]
     body: Counter[str]
     entities: Counter[str]
+    dates: frozenset[DateMention] = frozenset()  # the calendar dates the text names
 
     def all_terms(self) -> set[str]:
         return set(self.title) | set(self.body) | set(self.entities)
@@ -315,4 +319,5 @@ def extract_terms(title: str, text: str) -> TermBags:
         title=Counter("w:" + w for w in title_words if _is_word(w)),
         body=Counter("w:" + w for w in body_words + title_words if _is_word(w)),
         entities=entities,
+        dates=date_mentions(f"{title}\n{text[:_MAX_BODY_CHARS]}"),
     )

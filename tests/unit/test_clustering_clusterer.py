@@ -202,6 +202,27 @@ def test_undated_reports_naming_different_years_score_as_if_a_week_apart() -> No
     assert undated.score < second_report(DAY, DAY).score - 0.1
 
 
+def test_a_report_months_later_naming_the_story_day_scores_as_that_day() -> None:
+    """The clusterer places the dates a text names (March 1 in a September report is this
+    year's) and scores the report as if it came then."""
+    later = DAY + timedelta(days=200)
+
+    def second_report(text: str) -> Assignment:
+        target = clusterer()
+        warm(target)
+        target.assign(doc("a", FIRE_1))
+        return target.assign(doc("b", (FIRE_2[0], FIRE_2[1] + text), published=later))
+
+    named = second_report(" The fire broke out on March 1.")
+    other_day = second_report(" The fire broke out on June 1.")
+    same_day = clusterer()
+    warm(same_day)
+    same_day.assign(doc("a", FIRE_1))
+    at_once = same_day.assign(doc("b", (FIRE_2[0], FIRE_2[1] + " The fire broke out on March 1.")))
+    assert named.score == pytest.approx(at_once.score)
+    assert named.score > other_day.score + 0.1
+
+
 def test_home_elsewhere_is_the_story_the_article_would_join_now() -> None:
     target = clusterer()
     warm(target)

@@ -1,5 +1,6 @@
 import math
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 
 from aggregator.clustering.background import NORMALISED, Background
 from aggregator.clustering.clusterer import ClusterLimits, fold_article, query_keys
@@ -219,3 +220,26 @@ def test_rare_entities_in_a_young_and_in_a_grown_stream() -> None:
     assert shared_rare(5, {"e:acme": 2, "e:lopez": 2}) == 0.0
     # 10,000 articles: rare means in under ~5% of them, as IDF above RARE_IDF
     assert shared_rare(10_000, {"e:acme": 300, "e:lopez": 600}) == math.log1p(1)
+
+
+def test_a_report_naming_a_day_of_the_story_is_as_close_as_that_day() -> None:
+    """A sentencing months after a shooting that names the shooting's day is scored as if it
+    came that day; a report naming another day, or none, is as far as its publication."""
+    story = story_of(
+        vectors({"w:shooting": 1.0}),
+        vectors({"w:shooting": 1.0}, published=DAY + timedelta(days=1)),
+    )
+    months_later = DAY + timedelta(days=200)
+
+    def log_days(*named: date) -> float:
+        article = replace(
+            vectors({"w:shooting": 1.0}, published=months_later), dates=frozenset(named)
+        )
+        return pair_features(article, story)["log_days"]
+
+    assert log_days(DAY.date() + timedelta(days=1)) == 0.0
+    assert log_days(DAY.date() - timedelta(days=2), months_later.date()) == math.log1p(2)
+    assert log_days(DAY.date() + timedelta(days=60)) == math.log1p(TIME_CAP_DAYS)
+    assert log_days() == math.log1p(TIME_CAP_DAYS)
+    undated = replace(vectors({"w:shooting": 1.0}, published=None), dates=frozenset({DAY.date()}))
+    assert pair_features(undated, story)["log_days"] == 0.0  # undated: no years, no evidence

@@ -37,3 +37,8 @@ def test_mentioned_years_are_four_digit_numbers_of_the_last_two_centuries() -> N
         "in 2008; the 12 pirates face trial in 2009, or by 2150.",
     )
     assert mentioned_years(bags.entities) == {1999, 2008, 2009}
+
+
+def test_the_dates_a_title_or_text_names_come_with_the_bags() -> None:
+    bags = extract_terms("Gunman sentenced for June 5 shooting", "He was arrested on Aug. 2, 2014.")
+    assert bags.dates == {(None, 6, 5), (2014, 8, 2)}
